@@ -58,8 +58,15 @@ extern "C" {
 #define FIRN_SEG_VERSION 1u
 #define FIRN_SEG_KEY_LEN 32u
 #define FIRN_SEG_WRAPPED_LEN (12u + 32u + 16u) /* iv | ciphertext | tag */
-/* Bytes of block header before the payload (see doc/format.md). */
-#define FIRN_SEG_BLOCK_HDR_SIZE 96u
+/*
+ * Bytes of block header before the payload (see doc/format.md): 100 bytes of
+ * fields rounded up to 128, leaving 28 reserved bytes for later additions.
+ */
+#define FIRN_SEG_BLOCK_HDR_SIZE 128u
+/* Largest max_raw a codec accepts (and raw_len a reader believes). */
+#define FIRN_SEG_RAW_MAX (256u << 20)
+/* Packed bytes a record takes besides its key and data. */
+#define FIRN_SEG_REC_OVERHEAD 34u
 
 struct firn_seg_key {
 	uint8_t key[FIRN_SEG_KEY_LEN];
@@ -76,22 +83,22 @@ struct firn_seg_header {
 	uint32_t version;
 	uint64_t stream_id;
 	uint32_t shard;
-	uint64_t first_counter;		/* counter of the first record it will hold */
+	uint64_t first_counter; /* counter of the first record it will hold */
 	int64_t created_ms;
-	uint32_t kek_id;		/* which KEK wrapped the data key */
+	uint32_t kek_id; /* which KEK wrapped the data key */
 	uint8_t wrapped_key[FIRN_SEG_WRAPPED_LEN];
 };
 
 /* One entry of the sparse index: one per block. */
 struct firn_seg_index_entry {
-	uint64_t offset;		/* file offset of the block (4 KiB aligned) */
-	uint32_t disk_len;		/* bytes on disk incl. padding (multiple of 4 KiB) */
-	uint32_t count;			/* records */
-	uint64_t first_counter;		/* records are first_counter .. +count-1 */
+	uint64_t offset;        /* file offset of the block (4 KiB aligned) */
+	uint32_t disk_len;      /* bytes on disk incl. padding (multiple of 4 KiB) */
+	uint32_t count;         /* records */
+	uint64_t first_counter; /* records are first_counter .. +count-1 */
 	int64_t first_ts_ms;
-	int64_t last_ts_ms;		/* timestamps are non-decreasing in a shard */
-	uint32_t raw_len;		/* bytes of packed records before compression */
-	uint32_t flags;			/* FIRN_SEG_BLOCK_* */
+	int64_t last_ts_ms; /* timestamps are non-decreasing in a shard */
+	uint32_t raw_len;   /* bytes of packed records before compression */
+	uint32_t flags;     /* FIRN_SEG_BLOCK_* */
 };
 
 #define FIRN_SEG_BLOCK_DEFLATE 1u
@@ -104,7 +111,7 @@ int firn_seg_key_generate(struct firn_seg_key *dk);
  * h->wrapped_key is ignored on input and filled.
  */
 int firn_seg_header_encode(struct firn_seg_header *h, const uint8_t kek[32],
-			   const struct firn_seg_key *dk, void *buf);
+                           const struct firn_seg_key *dk, void *buf);
 
 /*
  * Parse and check a header buffer (len >= 4 KiB) and unwrap its data key with
@@ -112,7 +119,7 @@ int firn_seg_header_encode(struct firn_seg_header *h, const uint8_t kek[32],
  * KEK does not open the data key).
  */
 int firn_seg_header_decode(const void *buf, size_t len, const uint8_t kek[32],
-			   struct firn_seg_header *h, struct firn_seg_key *dk);
+                           struct firn_seg_header *h, struct firn_seg_key *dk);
 
 /* ---- codec: per-thread scratch for building, sealing and opening blocks -- */
 
@@ -121,17 +128,24 @@ struct firn_seg_codec;
 /*
  * A codec for blocks of up to max_raw bytes of packed records (the largest
  * record must fit: >= 1 MiB + overhead). compress=false stores raw always.
+ * max_raw must be in [FIRN_SEG_REC_OVERHEAD, FIRN_SEG_RAW_MAX]. NULL with the
+ * reason in the error chain.
  */
 struct firn_seg_codec *firn_seg_codec_create(size_t max_raw, bool compress);
 void firn_seg_codec_destroy(struct firn_seg_codec *cx);
+
+/* The max_raw the codec was created with. */
+size_t firn_seg_codec_max_raw(const struct firn_seg_codec *cx);
 
 /* Start a new block whose first record will have first_counter. */
 void firn_seg_builder_reset(struct firn_seg_codec *cx, uint64_t first_counter);
 
 /*
  * Pack one record (key, data, ts_ms, producer_id/seq; its counter is implied
- * by its position). -ENOSPC when it does not fit in what is left (the block
- * is unchanged), -E2BIG when it could never fit.
+ * by its position, r->counter is ignored). -ENOSPC when it does not fit in
+ * what is left (the block is unchanged), -E2BIG when it could never fit,
+ * -EINVAL when r->ts_ms is older than the previous record's (timestamps are
+ * non-decreasing in a shard; the time index relies on it).
  */
 int firn_seg_builder_add(struct firn_seg_codec *cx, const struct firn_record *r);
 
@@ -144,13 +158,15 @@ size_t firn_seg_block_bound(size_t raw_len);
 
 /*
  * Seal the block being built for file offset off: compress (kept only when it
- * shrinks), encrypt with a fresh random IV, CRC, pad with zeroes to 4 KiB.
+ * saves at least 1/8; see block.c), encrypt with a fresh random IV, CRC, pad with zeroes to 4 KiB.
  * Writes into out (cap bytes, 4 KiB aligned for O_DIRECT) and fills *ent.
  * Returns the bytes to write (a multiple of 4 KiB) or -ENOSPC (cap too small)
- * / -EIO (crypto failure). The builder is left as it was (reset it yourself).
+ * / -EIO (crypto failure) / -EINVAL (no records, or off not a multiple of
+ * 4 KiB at or past FIRN_SEG_HEADER_SIZE).
+ * The builder is left as it was (reset it yourself).
  */
 long firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, uint64_t off,
-			 void *out, size_t cap, struct firn_seg_index_entry *ent);
+                         void *out, size_t cap, struct firn_seg_index_entry *ent);
 
 /*
  * Read just the block header at buf (>= FIRN_SEG_BLOCK_HDR_SIZE bytes):
@@ -158,7 +174,7 @@ long firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *c
  * caller knows how many bytes to read. -EBADMSG if it is not a block header.
  */
 int firn_seg_block_peek(const void *buf, size_t len, uint64_t off,
-			struct firn_seg_index_entry *ent);
+                        struct firn_seg_index_entry *ent);
 
 /* A decoded block: records are read out of the codec's scratch buffer. */
 struct firn_seg_view {
@@ -169,14 +185,17 @@ struct firn_seg_view {
 };
 
 /*
- * Verify (CRC, then GCM tag with ctx and off as AAD), decrypt and inflate
- * the block at buf (len >= its disk_len). The view stays valid until the
- * codec is used again. -EBADMSG (CRC or format), -EACCES (tag failure: wrong
- * key, wrong place, tampering), -ENOSPC (larger than max_raw).
+ * Verify (CRC; then the header's offset/stream/shard against off and ctx,
+ * which are also in the GCM AAD; then the tag), decrypt and inflate the block
+ * at buf (len >= header + payload; its disk_len is always enough), and check
+ * every record header. ent may be NULL. The view stays valid until the codec
+ * is used again; building a block does not disturb it, sealing does.
+ * -EBADMSG (CRC or format), -EACCES (wrong place, or tag failure: wrong key,
+ * tampering), -ENOSPC (larger than max_raw), -EIO (crypto library failure).
  */
-int firn_seg_block_open(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx,
-			const void *buf, size_t len, uint64_t off, struct firn_seg_index_entry *ent,
-			struct firn_seg_view *view);
+int firn_seg_block_open(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, const void *buf,
+                        size_t len, uint64_t off, struct firn_seg_index_entry *ent,
+                        struct firn_seg_view *view);
 
 /* Next record from a view: 1 and *r filled (pointers into scratch), 0 at end, -EBADMSG. */
 int firn_seg_view_next(struct firn_seg_view *view, struct firn_record *r);
@@ -188,7 +207,7 @@ size_t firn_seg_footer_size(uint32_t n);
 
 /* Encode the footer (entries + trailer with CRC) into buf (footer_size bytes). */
 void firn_seg_footer_encode(const struct firn_seg_index_entry *ents, uint32_t n, uint64_t off,
-			    void *buf);
+                            void *buf);
 
 /*
  * Decode a footer from the last bytes of a file: tail is the last tail_len
@@ -196,18 +215,18 @@ void firn_seg_footer_encode(const struct firn_seg_index_entry *ents, uint32_t n,
  * there is no valid footer, -EAGAIN with *need set if tail_len is too short.
  */
 int firn_seg_footer_decode(const void *tail, size_t tail_len, uint64_t tail_off,
-			   struct firn_seg_index_entry **ents, uint32_t *n, size_t *need);
+                           struct firn_seg_index_entry **ents, uint32_t *n, size_t *need);
 
 /* ---- recovery ----------------------------------------------------------------- */
 
 struct firn_seg_scan {
 	struct firn_seg_header hdr;
 	struct firn_seg_key key;
-	struct firn_seg_index_entry *ents;	/* malloc'd, n entries, in file order */
+	struct firn_seg_index_entry *ents; /* malloc'd, n entries, in file order */
 	uint32_t n;
-	uint64_t valid_end;	/* offset just past the last valid block (or footer) */
-	bool sealed;		/* a valid footer was found and agrees with the blocks */
-	bool damaged;		/* something after valid_end was not a valid block/zeroes */
+	uint64_t valid_end; /* offset just past the last valid block (or footer) */
+	bool sealed;        /* a valid footer was found and agrees with the blocks */
+	bool damaged;       /* something after valid_end was not a valid block/zeroes */
 };
 
 /*
@@ -215,17 +234,20 @@ struct firn_seg_scan {
  * every block in order (CRC + GCM tag + decode) until the first that is not
  * valid. Zero padding after the last block (preallocated space) is not
  * damage; anything else is (damaged = true). -EBADMSG/-EACCES when the header
- * itself is bad. Free with firn_seg_scan_free().
+ * itself is bad; -ENOSPC when a block with a good CRC is larger than cx can
+ * open (use a codec with a larger max_raw; nothing is cut); -errno from pread.
+ * Reads are 4 KiB aligned in offset, length and memory, so fd may be O_DIRECT.
+ * The reason for an error is in the error chain. Free with firn_seg_scan_free().
  */
 int firn_seg_scan_file(int fd, const uint8_t kek[32], struct firn_seg_codec *cx,
-		       struct firn_seg_scan *out);
+                       struct firn_seg_scan *out);
 void firn_seg_scan_free(struct firn_seg_scan *s);
 
 /* Index lookups over entries in counter order (binary search). Return an index or n. */
 uint32_t firn_seg_index_find_counter(const struct firn_seg_index_entry *e, uint32_t n,
-				     uint64_t counter);	/* block holding counter, or first after */
+                                     uint64_t counter); /* block holding counter, or first after */
 uint32_t firn_seg_index_find_time(const struct firn_seg_index_entry *e, uint32_t n,
-				  int64_t ts_ms);	/* first block with last_ts >= ts */
+                                  int64_t ts_ms); /* first block with last_ts >= ts */
 
 #ifdef __cplusplus
 }
