@@ -99,7 +99,9 @@ int firn_store_shard_create(struct firn_store *st, uint64_t stream_id, uint32_t 
  *   -EAGAIN    the shard's pending buffer is full: back off and retry
  *   -ENOSPC    the disk is full: nothing was appended
  *   -ESHUTDOWN the shard was sealed (closed by split/merge) or the stream dropped
- *   -E2BIG     a record is larger than FIRN_RECORD_DATA_MAX
+ *   -E2BIG     a record is larger than FIRN_RECORD_DATA_MAX (or than a block of
+ *              conf.block_max bytes can hold)
+ *   -EINVAL    n is 0, or a key is longer than FIRN_PARTITION_KEY_MAX
  */
 int firn_store_append(struct firn_store *st, uint64_t stream_id, uint32_t shard,
 		      const struct firn_record *recs, unsigned n, uint64_t *first_counter,
@@ -107,7 +109,9 @@ int firn_store_append(struct firn_store *st, uint64_t stream_id, uint32_t shard,
 
 /*
  * Block until counter is durable in that shard or timeout_ms passes.
- * 0, -ETIMEDOUT, or the write error that keeps it from becoming durable.
+ * 0, -ETIMEDOUT, or the write error that keeps it from becoming durable
+ * (-ENOSPC only while the disk is still full), -EINVAL if counter was never
+ * given, -ENOENT if the shard has no log.
  */
 int firn_store_wait_durable(struct firn_store *st, uint64_t stream_id, uint32_t shard,
 			    uint64_t counter, int timeout_ms);
