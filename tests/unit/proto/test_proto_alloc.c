@@ -76,7 +76,7 @@ static uint8_t big[100000];
 
 /* One round: client packs records (and one fragmented record), server takes them, acks flow back.
  */
-static void
+static FIRN_UNUSED void
 one_round(struct test_pair *tp, uint64_t *seq)
 {
 	struct firn_proto_enc e;
