@@ -9,7 +9,7 @@ PKGS=(
 	libssl-dev libisal-dev liburing-dev libcmocka-dev
 	libjansson-dev libmicrohttpd-dev dpdk-dev libdpdk-dev
 	clang libclang-rt-14-dev
-	fio iproute2 iputils-ping e2fsprogs python3 util-linux
+	fio iproute2 iputils-ping nftables e2fsprogs python3 util-linux
 )
 
 missing=()

@@ -42,6 +42,8 @@ int cli_call(struct cli *c, const char *op, json_t *req, json_t **out, char *err
 
 int cmd_stream(struct cli *c, int argc, char **argv);
 int cmd_put(struct cli *c, int argc, char **argv);
+/* put_udp.c: `firn put --udp ...` over the record protocol (lib/client). */
+int cmd_put_udp(struct cli *c, int argc, char **argv);
 int cmd_get(struct cli *c, int argc, char **argv);
 
 /* Strict integer option parsing with a message naming the option. */

@@ -5,6 +5,7 @@
  *
  *	firn stream create|delete|list|describe|split|merge|retention|reshard ...
  *	firn put --http STREAM [--key K] [--blob] [FILE|-]
+ *	firn put --udp [HOST:PORT] STREAM [--key K] [--blob] [FILE|-]
  *	firn get STREAM [--shard ID] [--from trim_horizon|latest|at-timestamp T] [--limit N]
  *
  * Every command reaches firnd's Kinesis-compatible HTTP API, signed with
@@ -49,6 +50,9 @@ usage(FILE *f)
 	        "  put --http STREAM [--key K] [--blob] [FILE|-]\n"
 	        "                                         one record per line (or the whole\n"
 	        "                                         input with --blob) via PutRecords\n"
+	        "  put --udp [HOST:PORT] STREAM [--key K] [--blob] [FILE|-]\n"
+	        "                                         the same over the UDP record protocol\n"
+	        "                                         (FIRN_UDP, default 127.0.0.1:7400)\n"
 	        "  get STREAM [--shard ID] [--from trim_horizon|latest|at-timestamp T]\n"
 	        "             [--limit N] [--follow] [--format raw|json]\n"
 	        "                                         read records (all shards by default)\n"

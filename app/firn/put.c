@@ -10,8 +10,7 @@
  * success means every record got a 200 and is durable. With --verbose each
  * record's shard and sequence number is printed to stdout in input order.
  *
- * The UDP record protocol (firn put without --http) is a separate path and
- * not part of this command yet.
+ * With --udp the records go over the UDP record protocol instead (put_udp.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -154,6 +153,9 @@ cmd_put(struct cli *c, int argc, char **argv)
 	double secs;
 	int i, rc = 0;
 
+	for (i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--udp") == 0 || strncmp(argv[i], "--udp=", 6) == 0)
+			return cmd_put_udp(c, argc, argv);
 	for (i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--http") == 0)
 			http = true;
@@ -176,8 +178,8 @@ cmd_put(struct cli *c, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if (!http) {
-		fprintf(stderr, "firn: put: only the HTTP API is available in this build; add "
-		                "--http\n");
+		fprintf(stderr, "firn: put: say how: --http (PutRecords) or --udp [HOST:PORT] "
+		                "(the record protocol)\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (p.key != NULL && firn_partition_key_check(p.key, strlen(p.key)) < 0) {

@@ -2,11 +2,16 @@
  * firnd - the firn appliance daemon.
  *
  * Start-up order: configuration (defaults, file, environment, flags), the
- * data directory lock, the key-encryption key, the catalog, the store (which
- * recovers every shard before it returns), then the servers. Shut-down is the
- * reverse and is what SIGTERM/SIGINT trigger: stop accepting, let requests in
- * flight finish, flush and make durable everything that was sequenced, exit
- * 0. Any configuration error exits 2 with one line saying what and where.
+ * data directory lock, the key-encryption key, the catalog, the ingest
+ * pipeline's tables (the store's on_durable hook points at them), the store
+ * (which recovers every shard before it returns), the HTTP API, then the
+ * data port (kernel UDP socket or DPDK, by `net`) and the ingest agent, which
+ * rebuilds the producers' dedupe windows from the store before it reads a
+ * single datagram. Shut-down is what SIGTERM/SIGINT trigger: stop reading
+ * datagrams and HTTP requests, let requests in flight finish, flush the
+ * store and keep sending DURABLE acks until every record received has one,
+ * then stop the agent, close the port and the store, exit 0. Any
+ * configuration error exits 2 with one line saying what and where.
  *
  * All signals of interest are blocked in every thread and taken by the main
  * thread with sigwait(), so no handler ever runs inside a library.
@@ -28,10 +33,16 @@
 #include "firn_common.h"
 #include "firn_conf.h"
 #include "firn_disk_uring.h"
+#include "firn_ingest.h"
+#include "firn_net.h"
+#include "firn_net_dpdk.h"
+#include "firn_net_socket.h"
 #include "firn_store.h"
 #include "firn_stream.h"
 
 #define EXIT_CONFIG 2
+/* How long SIGTERM waits for the last DURABLE acks before giving up. */
+#define DRAIN_TIMEOUT_MS 15000
 
 static void
 usage(FILE *f)
@@ -149,6 +160,26 @@ sync_retention(struct firn_catalog *cat, struct firn_store *st)
 	return 0;
 }
 
+/* One line for the operator (and the benchmarks) when the data port closes. */
+static void
+log_ingest_stats(const struct firn_ingest *ing)
+{
+	struct firn_ingest_stats is;
+
+	firn_ingest_stats(ing, &is);
+	FIRN_LOG(INFO, "firnd",
+		 "ingest: datagrams=%llu records=%llu appended=%llu acked=%llu answers=%llu "
+		 "dropped=%llu refused_busy=%llu refused_pool=%llu sessions=%llu rx_busy_ns=%llu "
+		 "rx_cpu_ns=%llu ns_per_record=%.0f",
+		 (unsigned long long)is.rx_datagrams, (unsigned long long)is.records_new,
+		 (unsigned long long)is.records_appended, (unsigned long long)is.records_acked,
+		 (unsigned long long)is.answers, (unsigned long long)is.rx_dropped,
+		 (unsigned long long)is.refused_busy, (unsigned long long)is.refused_pool,
+		 (unsigned long long)is.sessions_opened, (unsigned long long)is.busy_ns,
+		 (unsigned long long)is.cpu_ns,
+		 is.records_new ? (double)is.cpu_ns / (double)is.records_new : 0.0);
+}
+
 static void
 write_pidfile(const char *path)
 {
@@ -182,6 +213,12 @@ main(int argc, char **argv)
 	const char *config = NULL, *pidfile = NULL;
 	struct firn_store_conf sc;
 	struct firn_api_conf ac;
+	struct firn_ingest_conf ic;
+	struct firn_net_conf nc;
+	const struct firn_net_ops *net_ops;
+	struct firn_net_port *port;
+	struct firn_ingest *ing;
+	uint8_t cookie[32];
 	struct firn_catalog *cat;
 	struct firn_store *st;
 	struct firn_api *api;
@@ -240,8 +277,9 @@ main(int argc, char **argv)
 		firn_log_set_level(FIRN_LOG_WARN);
 	else if (strcmp(conf.log_level, "debug") == 0)
 		firn_log_set_level(FIRN_LOG_DEBUG);
-	if (strcmp(conf.net, "dpdk") == 0)
-		die_config("net: the DPDK data path is not in this build yet; use net = socket");
+	if (strcmp(conf.net, "dpdk") == 0 && conf.ip[0] == '\0')
+		die_config("net = dpdk needs ip (the data port's ADDR/PREFIX, e.g. --ip "
+			   "198.18.0.2/24)");
 
 	/* Every thread started from here on inherits the blocked set. */
 	sigemptyset(&sigs);
@@ -265,6 +303,24 @@ main(int argc, char **argv)
 		return 1;
 	}
 
+	/*
+	 * The ingest pipeline's tables come before the store, whose writers
+	 * report durable watermarks to it. The cookie secret is derived from
+	 * the KEK, so cookies and RESET tokens survive a restart.
+	 */
+	if (firn_ingest_cookie_secret(kek, cookie) < 0)
+		die_config(firn_err_msg());
+	firn_ingest_conf_defaults(&ic);
+	ic.catalog = cat;
+	ic.writers = conf.writers;
+	ic.access_key_id = conf.access_key_id;
+	ic.secret_access_key = conf.secret_access_key;
+	ic.cookie_secret = cookie;
+	ic.shard_pending_max = conf.shard_pending_max;
+	ing = firn_ingest_create(&ic);
+	if (ing == NULL)
+		die_config(firn_err_msg());
+
 	firn_store_conf_defaults(&sc);
 	sc.dir = conf.data_dir;
 	sc.kek = kek;
@@ -276,6 +332,7 @@ main(int argc, char **argv)
 	sc.prealloc = conf.prealloc;
 	sc.flush_interval_us = conf.flush_interval_us;
 	sc.shard_pending_max = conf.shard_pending_max;
+	firn_ingest_store_hook(ing, &sc);
 	st = firn_store_open(&sc);
 	if (st == NULL) {
 		fprintf(stderr, "firnd: store: %s\n", firn_err_msg());
@@ -302,8 +359,41 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	FIRN_LOG(INFO, "firnd", "ready: api http://%s data_dir %s writers %u%s", conf.api,
-		 conf.data_dir, conf.writers, conf.sigv4_verify ? "" : " (SigV4 verification OFF)");
+	/* The data port: the rest of the pipeline does not know which driver runs. */
+	memset(&nc, 0, sizeof(nc));
+	nc.listen = conf.listen;
+	nc.rx_queues = 1;
+	if (strcmp(conf.net, "dpdk") == 0) {
+		net_ops = &firn_net_dpdk_ops;
+		nc.eal = conf.eal;
+		nc.ip = conf.ip;
+	} else {
+		net_ops = &firn_net_socket_ops;
+	}
+	port = net_ops->open(&nc);
+	if (port == NULL) {
+		fprintf(stderr, "firnd: data port (%s on %s): %s\n", net_ops->name, conf.listen,
+			firn_err_msg());
+		firn_api_stop(api);
+		firn_store_close(st);
+		firn_ingest_destroy(ing);
+		firn_catalog_close(cat);
+		return 1;
+	}
+	if (firn_ingest_start(ing, st, net_ops, port) < 0) {
+		fprintf(stderr, "firnd: ingest: %s\n", firn_err_msg());
+		firn_ingest_stop(ing);
+		net_ops->close(port);
+		firn_api_stop(api);
+		firn_store_close(st);
+		firn_ingest_destroy(ing);
+		firn_catalog_close(cat);
+		return 1;
+	}
+
+	FIRN_LOG(INFO, "firnd", "ready: api http://%s udp %s (%s) data_dir %s writers %u%s",
+		 conf.api, conf.listen, net_ops->name, conf.data_dir, conf.writers,
+		 conf.sigv4_verify ? "" : " (SigV4 verification OFF)");
 	if (pidfile)
 		write_pidfile(pidfile);
 
@@ -317,8 +407,16 @@ main(int argc, char **argv)
 		break;
 	}
 	FIRN_LOG(INFO, "firnd", "%s: stopping: no new requests, flushing", strsignal(sig));
+	/* Stop reading datagrams first; acks keep flowing until the drain is done. */
+	firn_ingest_stop_rx(ing);
 	firn_api_stop(api);
+	if (firn_ingest_drain(ing, DRAIN_TIMEOUT_MS) < 0)
+		FIRN_LOG(ERR, "firnd", "%s", firn_err_msg());
+	firn_ingest_stop(ing);
+	log_ingest_stats(ing);
+	net_ops->close(port);
 	firn_store_close(st);
+	firn_ingest_destroy(ing);
 	firn_catalog_close(cat);
 	if (pidfile)
 		unlink(pidfile);

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# ingest_loss.sh - exactly once over a bad link (the DPDK path on a veth).
+#
+# The namespace side of the veth gets `tc netem loss 2% reorder 25% 50%
+# delay 1ms duplicate 1%` where the kernel has netem. Where it does not
+# (sch_netem is a module many lab kernels lack), nftables in the namespace
+# drops 2% of the datagrams each way, and the producer itself duplicates 1%
+# and reorders 5% of what it sends (ingest_client --impair); with neither,
+# the producer's impairment does all of it (2% loss each way too). Then:
+# 2000 mixed records (1 MiB ones in ~120 fragments each) and 10000 of
+# 100 B, every one acked, stored once, where its ack said.
+# Exit 0 pass, 1 fail, 77 skip.
+#
+# usage: ingest_loss.sh FIRND INGEST_CLIENT
+set -u
+FIRND=${1:?usage: ingest_loss.sh FIRND INGEST_CLIENT}
+CLIENT=${2:?usage: ingest_loss.sh FIRND INGEST_CLIENT}
+. "$(dirname "$0")/ingest_lib.sh"
+
+lab_up "fil$$"
+API=$(free_port)
+DPDK_IP=${LAB_DPDK_IP%/*}
+IMPAIR=
+
+if in_ns tc qdisc add dev "$LAB_NS_IF" root netem loss 2% reorder 25% 50% delay 1ms duplicate 1% \
+	2>"$DIR/tc.err"; then
+	echo "link: netem loss 2% reorder 25% duplicate 1% on $LAB_NS_IF"
+elif command -v nft >/dev/null && in_ns nft -f - <<NFT 2>"$DIR/nft.err"
+table inet firnloss {
+	chain out { type filter hook output priority 0; udp dport 7400 numgen random mod 100 < 2 drop; }
+	chain in { type filter hook input priority 0; udp sport 7400 numgen random mod 100 < 2 drop; }
+}
+NFT
+then
+	IMPAIR="--impair dup=1,reorder=5"
+	echo "link: no netem here ($(head -c 80 "$DIR/tc.err")); nftables drops 2% each way," \
+		"the producer duplicates 1% and reorders 5%"
+else
+	IMPAIR="--impair loss=2,dup=1,reorder=5"
+	echo "link: neither netem nor nft here; the producer drops 2% each way, duplicates 1%," \
+		"reorders 5%"
+fi
+
+mkstream l1 4
+start_firnd 1 --net dpdk --listen "0.0.0.0:7400" --api "127.0.0.1:$API" --ip "$LAB_DPDK_IP" \
+	--eal "--no-huge -m 1024 --no-shconf --no-pci --no-telemetry --file-prefix=fil$$ --vdev=net_af_packet0,iface=$LAB_HOST_IF"
+# shellcheck disable=SC2086
+in_ns timeout 300 "$CLIENT" send --server "$DPDK_IP:7400" --stream l1 --records 2000 --sizes mixed \
+	--producer 3001 --ack-log "$DIR/acks-1" --timeout 280 $IMPAIR >"$DIR/1.out" 2>"$DIR/1.err" &
+P1=$!
+# shellcheck disable=SC2086
+in_ns timeout 300 "$CLIENT" send --server "$DPDK_IP:7400" --stream l1 --records 10000 --sizes 100 \
+	--producer 3002 --ack-log "$DIR/acks-2" --timeout 280 $IMPAIR >"$DIR/2.out" 2>"$DIR/2.err" &
+P2=$!
+wait $P1 || { cat "$DIR/1.out"; tail -n 20 "$DIR/1.err"; fail "producer 1 over the lossy link"; }
+wait $P2 || { cat "$DIR/2.out"; tail -n 20 "$DIR/2.err"; fail "producer 2 over the lossy link"; }
+echo "1: $(cat "$DIR/1.out")"
+echo "2: $(cat "$DIR/2.out")"
+resends=$(sed -n 's/.*resends=\([0-9]*\).*/\1/p' "$DIR/1.out")
+[ "${resends:-0}" -gt 0 ] || fail "no resends: the link lost nothing, the test proves nothing"
+stop_firnd
+grep -o "ingest: .*" "$FIRND_LOG" | tail -n 1
+"$CLIENT" verify --data-dir "$DIR/data" --stream l1 --records 2000 --sizes mixed --producer 3001 \
+	--ack-log "$DIR/acks-1" || fail "verify producer 1"
+"$CLIENT" verify --data-dir "$DIR/data" --stream l1 --records 10000 --sizes 100 --producer 3002 \
+	--ack-log "$DIR/acks-2" || fail "verify producer 2"
+echo "PASS: ingest_loss"
+exit 0
