@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tools/quickstart.sh - from a fresh Debian 12 machine to a running appliance:
 # install what is missing, build, start firnd on the embedded defaults
-# (HTTP API on 127.0.0.1:4567, data under ./var), create a demo stream, push
-# a sample data set, read it back with the unmodified AWS CLI, print a
-# throughput line, and stop the daemon cleanly.
+# (HTTP API on 127.0.0.1:4567, UDP data port on 127.0.0.1:7400, data under
+# ./var), create a demo stream, push a sample data set over HTTP, read it back
+# with the unmodified AWS CLI, push 200k records over UDP with firn-bench and
+# print its throughput line, and stop the daemon cleanly.
 #
 #   tools/quickstart.sh          run the demo and stop
 #   tools/quickstart.sh --keep   leave firnd running afterwards
@@ -26,7 +27,8 @@ AWS=(aws --endpoint-url "$ENDPOINT" kinesis)
 
 mkdir -p var
 echo "== starting firnd (data in ./var, API on $ENDPOINT)"
-build/app/firnd/firnd --data-dir ./var --api "$API" --pidfile var/firnd.pid \
+build/app/firnd/firnd --data-dir ./var --api "$API" --listen 127.0.0.1:7400 \
+	--pidfile var/firnd.pid \
 	2> var/firnd.log &
 PID=$!
 cleanup() {
@@ -83,6 +85,10 @@ print(f"== put {n} records ({b/1e6:.2f} MB) in {s:.2f} s over HTTP: {n/s:,.0f} r
       f"{b/1e6/s:.2f} MB/s, durable; read back {total}")
 sys.exit(0 if total >= n else 1)
 PY
+echo "== the appliance's own path: 200000 x 100 B records over UDP (firn record protocol),"
+echo "   4 producer sessions, every record acknowledged only once durable"
+build/app/firn-bench/firn-bench --udp 127.0.0.1:7400 --stream $STREAM --records 200000 \
+	--size 100 --sessions 4
 if [ "$KEEP" = 1 ]; then
 	echo "== firnd keeps running (pid $PID); stop it with: kill $PID"
 	trap - EXIT
