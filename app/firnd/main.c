@@ -161,6 +161,13 @@ sync_retention(struct firn_catalog *cat, struct firn_store *st)
 }
 
 /* One line for the operator (and the benchmarks) when the data port closes. */
+/* GET /metrics appends the UDP pipeline's counters through this. */
+static size_t
+ingest_metrics(void *arg, char *buf, size_t cap)
+{
+	return firn_ingest_metrics_text(arg, buf, cap);
+}
+
 static void
 log_ingest_stats(const struct firn_ingest *ing)
 {
@@ -351,6 +358,8 @@ main(int argc, char **argv)
 	ac.verify_sigv4 = conf.sigv4_verify;
 	ac.throttle = conf.throttle;
 	ac.threads = conf.api_threads;
+	ac.metrics_extra = ingest_metrics;
+	ac.metrics_extra_arg = ing;
 	api = firn_api_start(&ac);
 	if (api == NULL) {
 		fprintf(stderr, "firnd: api: %s\n", firn_err_msg());

@@ -54,6 +54,14 @@ struct firn_api_conf {
 	unsigned conn_timeout_s; /* idle connection timeout, default 30 */
 	unsigned max_conns;      /* concurrent connections, default 1024 */
 	uint32_t shard_limit;    /* open shards across all streams, default 10000 */
+	/*
+	 * Optional: more Prometheus text appended to GET /metrics (the UDP
+	 * ingest pipeline's counters). Writes at most cap bytes into buf and
+	 * returns the length it wanted (snprintf-style). Called on an HTTP
+	 * worker thread; must only read counters.
+	 */
+	size_t (*metrics_extra)(void *arg, char *buf, size_t cap);
+	void *metrics_extra_arg;
 };
 
 void firn_api_conf_defaults(struct firn_api_conf *conf);

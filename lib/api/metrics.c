@@ -23,6 +23,7 @@
 #include "api_internal.h"
 
 #define CTR_BUCKETS 1024
+#define METRICS_EXTRA_MAX (64u << 10)
 #define THROTTLE_BYTES_PER_S (1u << 20)
 #define THROTTLE_RECORDS_PER_S 1000u
 
@@ -356,6 +357,18 @@ api_metrics_render(struct firn_api *api, size_t *len)
 	          (unsigned long long)total);
 	sb_printf(&b, "firn_store_commit_latency_seconds_sum %.6f\n", sum);
 	sb_printf(&b, "firn_store_commit_latency_seconds_count %llu\n", (unsigned long long)total);
+
+	if (api->conf.metrics_extra != NULL) {
+		char *extra = malloc(METRICS_EXTRA_MAX);
+
+		if (extra != NULL) {
+			size_t want = api->conf.metrics_extra(api->conf.metrics_extra_arg, extra,
+			                                      METRICS_EXTRA_MAX);
+
+			sb_add(&b, extra, FIRN_MIN(want, (size_t)METRICS_EXTRA_MAX - 1));
+			free(extra);
+		}
+	}
 
 	for (i = 0; streams != NULL && i < n; i++)
 		firn_stream_info_free(streams[i]);

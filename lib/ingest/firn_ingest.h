@@ -196,6 +196,14 @@ struct firn_ingest_stats {
 
 void firn_ingest_stats(const struct firn_ingest *ing, struct firn_ingest_stats *out);
 
+/*
+ * The stats above as Prometheus text (firn_ingest_*), for GET /metrics.
+ * Writes at most cap bytes (NUL-terminated when it fits) and returns the
+ * length it wanted, like snprintf. The signature matches the API's
+ * metrics_extra hook once the pointer is cast from const void *.
+ */
+size_t firn_ingest_metrics_text(const struct firn_ingest *ing, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

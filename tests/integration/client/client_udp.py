@@ -109,12 +109,35 @@ def check_bench(d, firn_bin, bench, mode):
     print(f"ok: {n} acked records read back with matching shard, key and CRC32C")
 
 
+def check_metrics(d):
+    """GET /metrics carries the UDP pipeline's counters, and they add up."""
+    import urllib.request
+    text = urllib.request.urlopen(d.endpoint + "/metrics", timeout=10).read().decode()
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("firn_ingest_"):
+            name, _, v = line.partition(" ")
+            vals[name] = int(v)
+    for name in ("firn_ingest_records_acked_total", "firn_ingest_rx_datagrams_total",
+                 "firn_ingest_sessions_opened_total", "firn_ingest_waiting"):
+        if name not in vals:
+            cc.fail(f"/metrics lacks {name}", d)
+    # 1500 lines from firn put + 20000 records from firn-bench went over UDP.
+    if vals["firn_ingest_records_acked_total"] < 21500:
+        cc.fail(f"firn_ingest_records_acked_total={vals['firn_ingest_records_acked_total']}, "
+                "want >= 21500", d)
+    if vals["firn_ingest_waiting"] != 0:
+        cc.fail(f"firn_ingest_waiting={vals['firn_ingest_waiting']} after all acks", d)
+    print(f"ok: /metrics ingest counters (acked={vals['firn_ingest_records_acked_total']})")
+
+
 def main():
     d, firn_bin, bench = cc.setup(sys.argv, need_bench=True)
     try:
         check_put(d, firn_bin)
         check_bench(d, firn_bin, bench, "udp")
         check_bench(d, firn_bin, bench, "http")
+        check_metrics(d)
         rc = d.stop()
         if rc != 0:
             cc.fail(f"firnd exited {rc} on SIGTERM", d)
