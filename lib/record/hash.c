@@ -7,87 +7,42 @@
  * consumer that reasons about which shard holds a key, gets the same answer
  * from firn as from Kinesis.
  *
- * MD5 goes through OpenSSL EVP (the one-shot MD5() is deprecated in OpenSSL
- * 3). This sits on the RX path, once per record, so the obvious
- * EVP_Digest(..., EVP_md5(), ...) is not good enough: it fetches the
- * algorithm from the provider registry and allocates a context on every call
- * (about 2x slower, three allocations per call on OpenSSL 3.0). Instead the
- * algorithm is fetched once per process and every thread keeps one digest
- * context for its lifetime, freed by a thread-exit destructor.
+ * MD5 sits on the RX path, once per record (less the agent's cache hits), so
+ * it must not allocate. OpenSSL 3's EVP digests do: EVP_Digest fetches the
+ * algorithm and allocates a context per call, and even a reused context
+ * allocates its provider state on every EVP_DigestInit_ex2 (measured: one
+ * malloc per hash key). The low-level MD5_Init/Update/Final work on a
+ * context on the stack and never allocate; they are deprecated in OpenSSL
+ * 3.0 (as a nudge towards EVP and FIPS providers, neither of which applies
+ * to a non-cryptographic use like this) but remain in libcrypto, so they are
+ * used here with the deprecation warnings suppressed for this file only.
+ * The result is checked against the published MD5 vectors in the tests.
  *
  * Partition keys must be 1..256 bytes of well-formed UTF-8 (they are
  * Unicode strings in the Kinesis API): no overlong forms, no UTF-16
  * surrogates, nothing above U+10FFFF.
  */
+/* See above: the allocation-free low-level MD5 API, deprecated in OpenSSL 3.0. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <openssl/md5.h>
 
 #include "firn_common.h"
 #include "firn_record.h"
 
-static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
-static EVP_MD *md5_md;
-static pthread_key_t md5_key;
-static bool md5_key_ok;
-static __thread EVP_MD_CTX *md5_ctx;
-
-static void
-md5_thread_exit(void *ctx)
-{
-	EVP_MD_CTX_free(ctx);
-}
-
-static void
-md5_init_once(void)
-{
-	md5_md = EVP_MD_fetch(NULL, "MD5", NULL);
-	md5_key_ok = pthread_key_create(&md5_key, md5_thread_exit) == 0;
-	if (md5_md == NULL)
-		FIRN_LOG(ERR, "record",
-		         "OpenSSL has no MD5 (FIPS-only provider?); hash keys fall back to "
-		         "EVP_Digest and may be 0");
-}
-
-/* The calling thread's digest context, created on first use; NULL if unavailable. */
-static EVP_MD_CTX *
-md5_thread_ctx(void)
-{
-	if (firn_likely(md5_ctx != NULL))
-		return md5_ctx;
-	pthread_once(&md5_once, md5_init_once);
-	if (md5_md == NULL || !md5_key_ok)
-		return NULL;
-	md5_ctx = EVP_MD_CTX_new();
-	if (md5_ctx != NULL && pthread_setspecific(md5_key, md5_ctx) != 0) {
-		EVP_MD_CTX_free(md5_ctx);
-		md5_ctx = NULL;
-	}
-	return md5_ctx;
-}
-
 void
 firn_hash_key(const void *partition_key, size_t len, struct firn_u128 *out)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = md5_thread_ctx();
+	unsigned char md[MD5_DIGEST_LENGTH];
 	uint64_t hi = 0, lo = 0;
-	int ok;
+	MD5_CTX ctx;
 
-	if (firn_likely(ctx != NULL))
-		ok = EVP_DigestInit_ex2(ctx, md5_md, NULL) &&
-		     EVP_DigestUpdate(ctx, partition_key, len) &&
-		     EVP_DigestFinal_ex(ctx, md, &mdlen);
-	else
-		ok = EVP_Digest(partition_key, len, md, &mdlen, EVP_md5(), NULL);
-	if (firn_unlikely(!ok || mdlen != 16)) {
-		/* Only possible without an MD5 implementation; logged once at init. */
-		*out = (struct firn_u128){0, 0};
-		return;
-	}
+	MD5_Init(&ctx);
+	MD5_Update(&ctx, partition_key, len);
+	MD5_Final(md, &ctx);
 	for (int i = 0; i < 8; i++) {
 		hi = (hi << 8) | md[i];
 		lo = (lo << 8) | md[8 + i];
