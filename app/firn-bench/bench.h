@@ -77,7 +77,7 @@ struct worker {
 	int err; /* fatal: -errno */
 	char errmsg[512];
 	char first_fail[256];
-	atomic_ullong progress_acked; /* read by the progress line */
+	atomic_ullong progress_acked;  /* read by the progress line */
 	atomic_ullong progress_issued; /* read by the progress line */
 	/*
 	 * The progress line's view of the latencies: every 250 ms the worker

@@ -282,8 +282,8 @@ parse_size(const char *arg, struct bench_conf *b)
 	snprintf(lo, sizeof(lo), "%.*s", (int)FIRN_MIN((size_t)(dash - arg), sizeof(lo) - 1), arg);
 	if (firn_parse_u64(lo, &a) < 0 || firn_parse_u64(dash + 1, &z) < 0 || a > z ||
 	    z > (1u << 20)) {
-		fprintf(stderr, "firn-bench: --size needs BYTES or MIN-MAX (0..1048576), not '%s'\n",
-		        arg);
+		fprintf(stderr,
+		        "firn-bench: --size needs BYTES or MIN-MAX (0..1048576), not '%s'\n", arg);
 		return -EINVAL;
 	}
 	b->size_min = (uint32_t)a;
@@ -634,9 +634,8 @@ results_json(const struct run_result *r)
 	                 (json_int_t)(r->issued - FIRN_MIN(r->acked, r->issued)), "bytes",
 	                 (json_int_t)r->bytes, "secs", r->secs, "rec_per_s", r->rps, "MBps",
 	                 r->mbps, "cpu_us_per_rec", r->cpu_per, "resent_pieces",
-	                 (json_int_t)r->retx, "lost_datagrams", (json_int_t)r->lost,
-	                 "reconnects", (json_int_t)r->reconn, "http_calls", (json_int_t)r->calls,
-	                 "ok", r->ok);
+	                 (json_int_t)r->retx, "lost_datagrams", (json_int_t)r->lost, "reconnects",
+	                 (json_int_t)r->reconn, "http_calls", (json_int_t)r->calls, "ok", r->ok);
 }
 
 static int
@@ -660,8 +659,8 @@ write_json(const struct bench_conf *b, const struct run_result *r, json_t *ramp,
 	json_object_set_new(conf, "sessions", json_integer(b->sessions));
 	json_object_set_new(conf, "threads", json_integer(b->threads));
 	json_object_set_new(conf, "rate", json_real(b->rate));
-	json_object_set_new(conf, "loop", json_string(b->rate > 0 || b->ramp_steps ? "open"
-	                                                                            : "closed"));
+	json_object_set_new(conf, "loop",
+	                    json_string(b->rate > 0 || b->ramp_steps ? "open" : "closed"));
 	json_object_set_new(conf, "window", json_integer(b->window));
 	json_object_set_new(conf, "batch", json_integer(b->batch));
 	json_object_set_new(conf, "linger_us", json_integer(b->linger_us));
@@ -891,8 +890,8 @@ print_line(const struct run_result *r)
 
 	printf("records=%llu bytes=%llu secs=%.3f rec_per_s=%.0f MBps=%.2f p50_us=%.1f "
 	       "p99_us=%.1f p999_us=%.1f max_us=%.1f cpu_us_per_rec=%.3f\n",
-	       (unsigned long long)r->acked, (unsigned long long)r->bytes, r->secs, r->rps,
-	       r->mbps, pct_us(h, 50), pct_us(h, 99), pct_us(h, 99.9),
+	       (unsigned long long)r->acked, (unsigned long long)r->bytes, r->secs, r->rps, r->mbps,
+	       pct_us(h, 50), pct_us(h, 99), pct_us(h, 99.9),
 	       h->count ? (double)h->max / 1000.0 : 0.0, r->cpu_per);
 	fflush(stdout);
 }
@@ -919,10 +918,10 @@ run_ramp(struct bench_conf *b, struct run_result *knee_r, json_t *steps, json_t 
 	if (r.hist == NULL)
 		return -ENOMEM;
 	for (unsigned i = 0; i < b->ramp_steps && !atomic_load(&bench_stop); i++) {
-		double rate = b->ramp_steps == 1 ? b->ramp_to
-		                                 : b->ramp_from + (b->ramp_to - b->ramp_from) *
-		                                                          (double)i /
-		                                                          (b->ramp_steps - 1);
+		double rate = b->ramp_steps == 1
+		                      ? b->ramp_to
+		                      : b->ramp_from + (b->ramp_to - b->ramp_from) * (double)i /
+		                                               (b->ramp_steps - 1);
 		bool kept_up, under;
 		json_t *step;
 
@@ -1031,7 +1030,8 @@ main(int argc, char **argv)
 		/* a ramp is a measurement: steps past the knee may fail by design */
 	} else {
 		if (run_once(&b, &r) < 0) {
-			fprintf(stderr, "firn-bench: cannot start the run (out of memory or threads)\n");
+			fprintf(stderr,
+			        "firn-bench: cannot start the run (out of memory or threads)\n");
 			return 1;
 		}
 		rc = r.ok ? 0 : 1;

@@ -83,6 +83,7 @@ bench_udp_worker(void *arg)
 	uint64_t tick = (uint64_t)FIRN_MAX(b->linger_us, 1u) * 1000;
 	struct firn_pacer pacer;
 	uint64_t drain_until = 0, cpu0 = 0, next_tick;
+	uint64_t seen_acks = 0, last_ack_progress = 0;
 	unsigned rr = 0;
 
 	if (ss == NULL || pfd == NULL || dirty == NULL || last_poll == NULL) {
@@ -122,6 +123,7 @@ bench_udp_worker(void *arg)
 	cpu0 = bench_wait_start(w);
 	firn_pacer_init(&pacer, b->rate > 0 ? b->rate / b->threads : 0, w->start_ns);
 	next_tick = w->start_ns;
+	last_ack_progress = w->start_ns;
 
 	for (;;) {
 		uint64_t now = firn_mono_ns(), pending = 0, wake;
@@ -201,6 +203,19 @@ bench_udp_worker(void *arg)
 		bench_progress_tick(w, now);
 		if (!offering && pending == 0)
 			break;
+		/*
+		 * A stall while still offering (the queues full, no ack coming)
+		 * would otherwise never reach the drain limit below: give up
+		 * after --drain seconds without a single new ack.
+		 */
+		if (w->acked + w->failed != seen_acks || pending == 0) {
+			seen_acks = w->acked + w->failed;
+			last_ack_progress = now;
+		} else if (offering && now - last_ack_progress > (uint64_t)(b->drain * 1e9)) {
+			bench_fail(w, "no durable ack for %.0f s with %llu records in flight",
+			           b->drain, (unsigned long long)pending);
+			break;
+		}
 		if (!offering) {
 			if (drain_until == 0)
 				drain_until = now + (uint64_t)(b->drain * 1e9);
