@@ -339,6 +339,8 @@ main(int argc, char **argv)
 	sc.prealloc = conf.prealloc;
 	sc.flush_interval_us = conf.flush_interval_us;
 	sc.shard_pending_max = conf.shard_pending_max;
+	sc.write_dsync = conf.write_dsync;
+	sc.spare_segments = conf.spare_segments;
 	firn_ingest_store_hook(ing, &sc);
 	st = firn_store_open(&sc);
 	if (st == NULL) {

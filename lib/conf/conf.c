@@ -38,6 +38,8 @@ static const struct key_def keys[] = {
 	U32("flush_interval_us", flush_interval_us, 0, 1000000),
 	SIZE("shard_pending_max", shard_pending_max, 2 << 20, 1ull << 34),
 	BOOL("compress", compress),
+	BOOL("write_dsync", write_dsync),
+	U32("spare_segments", spare_segments, 0, 1024),
 	STR("kek", kek_hex),
 	STR("kek_file", kek_file),
 	STR("api", api),

@@ -41,6 +41,8 @@ struct firn_conf {
 	uint32_t flush_interval_us;
 	uint64_t shard_pending_max;
 	bool compress;
+	bool write_dsync;
+	uint32_t spare_segments;
 	/* keys: hex KEK, or a file holding it; empty both = generate <data_dir>/keys/kek */
 	char kek_hex[65];
 	char kek_file[FIRN_CONF_STR];

@@ -186,7 +186,6 @@ int
 firn_seg_builder_add(struct firn_seg_codec *cx, const struct firn_record *r)
 {
 	size_t need = (size_t)FIRN_SEG_REC_OVERHEAD + r->key_len + r->data_len;
-	uint8_t *p;
 
 	if (firn_unlikely(need > cx->max_raw))
 		return -E2BIG;
@@ -195,18 +194,7 @@ firn_seg_builder_add(struct firn_seg_codec *cx, const struct firn_record *r)
 	if (firn_unlikely(cx->count > 0 && r->ts_ms < cx->last_ts))
 		return -EINVAL;
 
-	p = cx->raw + cx->raw_len;
-	seg_st32(p + SEG_R_TOTAL, (uint32_t)need);
-	seg_st64(p + SEG_R_TS, (uint64_t)r->ts_ms);
-	seg_st64(p + SEG_R_PID, r->producer_id);
-	seg_st64(p + SEG_R_PSEQ, r->producer_seq);
-	seg_st16(p + SEG_R_KEY_LEN, r->key_len);
-	seg_st32(p + SEG_R_DATA_LEN, r->data_len);
-	p += FIRN_SEG_REC_OVERHEAD;
-	if (r->key_len > 0)
-		memcpy(p, r->key, r->key_len);
-	if (r->data_len > 0)
-		memcpy(p + r->key_len, r->data, r->data_len);
+	firn_seg_record_pack(cx->raw + cx->raw_len, r);
 
 	if (cx->count == 0)
 		cx->first_ts = r->ts_ms;
@@ -263,46 +251,106 @@ seg_deflate_into(struct firn_seg_codec *cx, const uint8_t *in, size_t len, size_
 }
 
 /*
- * Deflate the packed records into zbuf. Returns the compressed length, or 0
- * when compression is not worth keeping: it must save at least 1/8 of the
- * block, or every later read pays inflate for almost nothing. Incompressible
- * data (already compressed or encrypted payloads, the common case for a
- * transfer appliance) would otherwise cost a full deflate per block only to
- * be thrown away, so a large block is first probed: if its first 16 KiB do
- * not shrink by 1/8, the block is stored raw without deflating the rest.
+ * Deflate len packed bytes at in into zbuf. Returns the compressed length, or
+ * 0 when compression is not worth keeping: it must save at least 1/8 of the
+ * block, or every later read pays inflate for almost nothing.
+ *
+ * Incompressible data (already compressed or encrypted payloads, the common
+ * case for a transfer appliance) would otherwise cost a full deflate per
+ * block only to be thrown away, so a block of SEG_PROBE_MIN bytes or more is
+ * probed first: if its first quarter (at most SEG_PROBE_LEN bytes) does not
+ * shrink by 1/8, the block is stored raw without deflating the rest. The
+ * probe covers small blocks too (a commit under light load seals blocks of a
+ * few KiB, each of which used to be deflated whole); below SEG_PROBE_MIN the
+ * whole block is cheaper to try than to reason about. A writer that knows a
+ * shard's data does not compress skips even the probe (FIRN_SEG_SEAL_RAW);
+ * one that knows it does skips the probe and deflates at once
+ * (FIRN_SEG_SEAL_NOPROBE), since a passing probe is 16 KiB deflated twice.
  */
-#define SEG_PROBE_MIN (64u << 10)
+#define SEG_PROBE_MIN (8u << 10)
 #define SEG_PROBE_LEN (16u << 10)
 
-static size_t
-seg_deflate(struct firn_seg_codec *cx)
+/*
+ * Gather n pieces into ibuf (max_raw bytes; the caller checked the total).
+ * Stateless deflate wants one piece; ISA-L's stateful deflate would take the
+ * pieces as they are but copies them into its history buffer as it goes,
+ * which measured no cheaper than this copy.
+ */
+static const uint8_t *
+seg_gather(struct firn_seg_codec *cx, const struct iovec *iov, unsigned n)
 {
-	size_t len = cx->raw_len;
+	size_t at = 0;
+	unsigned i;
 
-	if (len < 64)
-		return 0;
-	if (len >= SEG_PROBE_MIN &&
-	    seg_deflate_into(cx, cx->raw, SEG_PROBE_LEN, SEG_PROBE_LEN - SEG_PROBE_LEN / 8) == 0)
-		return 0;
-	return seg_deflate_into(cx, cx->raw, len, len - len / 8);
+	for (i = 0; i < n; i++) {
+		memcpy(cx->ibuf + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	return cx->ibuf;
 }
 
-long
-firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, uint64_t off,
-                    void *out, size_t cap, struct firn_seg_index_entry *ent)
+/*
+ * Deflate the plen packed bytes of the list into zbuf: the length kept, or 0
+ * (store raw). The probe reads the first piece only (a block's first piece
+ * is at least a chunk remainder; a short one is not worth probing alone).
+ */
+static size_t
+seg_deflate(struct firn_seg_codec *cx, const struct iovec *iov, unsigned n, size_t plen,
+            unsigned sflags)
 {
-	const uint8_t *plain = cx->raw;
-	uint8_t *h = out, *payload = h + FIRN_SEG_BLOCK_HDR_SIZE;
-	size_t plen = cx->raw_len, disk_len, zlen;
-	uint16_t flags = 0;
-	int len, len2;
+	if (plen < 64)
+		return 0;
+	if (plen >= SEG_PROBE_MIN && !(sflags & FIRN_SEG_SEAL_NOPROBE)) {
+		size_t probe = FIRN_MIN(plen / 4, (size_t)SEG_PROBE_LEN);
 
-	if (cx->count == 0 || off % FIRN_SEG_ALIGN != 0 || off < FIRN_SEG_HEADER_SIZE)
+		probe = FIRN_MIN(probe, iov[0].iov_len);
+		if (probe >= SEG_PROBE_MIN / 4 &&
+		    seg_deflate_into(cx, iov[0].iov_base, probe, probe - probe / 8) == 0)
+			return 0;
+	}
+	if (n == 1)
+		return seg_deflate_into(cx, iov[0].iov_base, plen, plen - plen / 8);
+	/* Several pieces (a block across pending chunks): one copy into one piece. */
+	return seg_deflate_into(cx, seg_gather(cx, iov, n), plen, plen - plen / 8);
+}
+
+/* What a block's header says about its records, besides where they are. */
+struct seg_blk_info {
+	size_t raw_len;
+	uint32_t count;
+	uint64_t first_counter;
+	int64_t first_ts, last_ts;
+};
+
+/*
+ * Seal packed records given as a gather list (iov, n) into out: the one
+ * sealing path behind firn_seg_block_seal() (one entry: the builder's
+ * buffer) and firn_seg_block_seal_packed() (the caller's buffers, read in
+ * place). Encryption and the CRC read the list as it is; deflate reads a
+ * single piece in place and gathers several into ibuf first (the store
+ * sizes its pending chunks so that a busy shard's blocks are single pieces).
+ */
+static long
+seg_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, const struct iovec *iov,
+         unsigned n, const struct seg_blk_info *bi, unsigned sflags, uint64_t off, void *out,
+         size_t cap, struct firn_seg_index_entry *ent)
+{
+	uint8_t *h = out, *payload = h + FIRN_SEG_BLOCK_HDR_SIZE;
+	struct iovec one;
+	size_t plen = bi->raw_len, disk_len, zlen;
+	uint16_t flags = 0;
+	int len, len2, total = 0;
+	unsigned i;
+
+	if (bi->count == 0 || off % FIRN_SEG_ALIGN != 0 || off < FIRN_SEG_HEADER_SIZE)
 		return -EINVAL;
-	if (cx->compress) {
-		zlen = seg_deflate(cx);
+	if (cx->compress && !(sflags & FIRN_SEG_SEAL_RAW)) {
+		zlen = seg_deflate(cx, iov, n, plen, sflags);
 		if (zlen > 0) {
-			plain = cx->zbuf;
+			one.iov_base = cx->zbuf;
+			one.iov_len = zlen;
+			iov = &one;
+			n = 1;
 			plen = zlen;
 			flags = FIRN_SEG_BLOCK_DEFLATE;
 		}
@@ -317,11 +365,11 @@ firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, u
 	seg_st16(h + SEG_B_FLAGS, flags);
 	seg_st32(h + SEG_B_HEADER_LEN, FIRN_SEG_BLOCK_HDR_SIZE);
 	seg_st32(h + SEG_B_PAYLOAD_LEN, (uint32_t)plen);
-	seg_st32(h + SEG_B_RAW_LEN, (uint32_t)cx->raw_len);
-	seg_st32(h + SEG_B_COUNT, cx->count);
-	seg_st64(h + SEG_B_FIRST_COUNTER, cx->first_counter);
-	seg_st64(h + SEG_B_FIRST_TS, (uint64_t)cx->first_ts);
-	seg_st64(h + SEG_B_LAST_TS, (uint64_t)cx->last_ts);
+	seg_st32(h + SEG_B_RAW_LEN, (uint32_t)bi->raw_len);
+	seg_st32(h + SEG_B_COUNT, bi->count);
+	seg_st64(h + SEG_B_FIRST_COUNTER, bi->first_counter);
+	seg_st64(h + SEG_B_FIRST_TS, (uint64_t)bi->first_ts);
+	seg_st64(h + SEG_B_LAST_TS, (uint64_t)bi->last_ts);
 	seg_st64(h + SEG_B_OFFSET, off);
 	seg_st64(h + SEG_B_STREAM, ctx->stream_id);
 	seg_st32(h + SEG_B_SHARD, ctx->shard);
@@ -331,10 +379,19 @@ firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, u
 		return -EIO;
 	if (seg_gcm_start(&cx->enc, ctx->key->key, h + SEG_B_IV, 1) < 0)
 		return -EIO;
-	if (EVP_EncryptUpdate(cx->enc.ctx, NULL, &len, h, SEG_B_AAD_LEN) != 1 ||
-	    EVP_EncryptUpdate(cx->enc.ctx, payload, &len, plain, (int)plen) != 1 ||
-	    EVP_EncryptFinal_ex(cx->enc.ctx, payload + len, &len2) != 1 ||
-	    (size_t)len + (size_t)len2 != plen ||
+	if (EVP_EncryptUpdate(cx->enc.ctx, NULL, &len, h, SEG_B_AAD_LEN) != 1)
+		return -EIO;
+	/* GCM is a stream: pieces of any length encrypt as their concatenation. */
+	for (i = 0; i < n; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		if (EVP_EncryptUpdate(cx->enc.ctx, payload + total, &len, iov[i].iov_base,
+		                      (int)iov[i].iov_len) != 1)
+			return -EIO;
+		total += len;
+	}
+	if (EVP_EncryptFinal_ex(cx->enc.ctx, payload + total, &len2) != 1 ||
+	    (size_t)total + (size_t)len2 != plen ||
 	    EVP_CIPHER_CTX_ctrl(cx->enc.ctx, EVP_CTRL_GCM_GET_TAG, SEG_TAG_LEN, h + SEG_B_TAG) != 1)
 		return -EIO;
 
@@ -344,14 +401,84 @@ firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, u
 	if (ent != NULL) {
 		ent->offset = off;
 		ent->disk_len = (uint32_t)disk_len;
-		ent->count = cx->count;
-		ent->first_counter = cx->first_counter;
-		ent->first_ts_ms = cx->first_ts;
-		ent->last_ts_ms = cx->last_ts;
-		ent->raw_len = (uint32_t)cx->raw_len;
+		ent->count = bi->count;
+		ent->first_counter = bi->first_counter;
+		ent->first_ts_ms = bi->first_ts;
+		ent->last_ts_ms = bi->last_ts;
+		ent->raw_len = (uint32_t)bi->raw_len;
 		ent->flags = flags;
 	}
 	return (long)disk_len;
+}
+
+long
+firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, uint64_t off,
+                    void *out, size_t cap, struct firn_seg_index_entry *ent)
+{
+	struct iovec one = {.iov_base = cx->raw, .iov_len = cx->raw_len};
+	struct seg_blk_info bi = {
+	        .raw_len = cx->raw_len,
+	        .count = cx->count,
+	        .first_counter = cx->first_counter,
+	        .first_ts = cx->first_ts,
+	        .last_ts = cx->last_ts,
+	};
+
+	return seg_seal(cx, ctx, &one, 1, &bi, 0, off, out, cap, ent);
+}
+
+long
+firn_seg_block_seal_packed(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx,
+                           const struct firn_seg_packed *pk, unsigned flags, uint64_t off,
+                           void *out, size_t cap, struct firn_seg_index_entry *ent)
+{
+	struct seg_blk_info bi = {
+	        .raw_len = 0,
+	        .count = pk->count,
+	        .first_counter = pk->first_counter,
+	        .first_ts = pk->first_ts_ms,
+	        .last_ts = pk->last_ts_ms,
+	};
+	unsigned i;
+
+	if (pk->iovcnt == 0 || pk->count == 0 || pk->first_ts_ms > pk->last_ts_ms)
+		return -EINVAL;
+	for (i = 0; i < pk->iovcnt; i++)
+		bi.raw_len += pk->iov[i].iov_len;
+	if (bi.raw_len > cx->max_raw || (uint64_t)pk->count * FIRN_SEG_REC_OVERHEAD > bi.raw_len)
+		return -EINVAL;
+	return seg_seal(cx, ctx, pk->iov, pk->iovcnt, &bi, flags, off, out, cap, ent);
+}
+
+size_t
+firn_seg_record_pack(uint8_t *p, const struct firn_record *r)
+{
+	size_t total = (size_t)FIRN_SEG_REC_OVERHEAD + r->key_len + r->data_len;
+
+	seg_st32(p + SEG_R_TOTAL, (uint32_t)total);
+	seg_st64(p + SEG_R_TS, (uint64_t)r->ts_ms);
+	seg_st64(p + SEG_R_PID, r->producer_id);
+	seg_st64(p + SEG_R_PSEQ, r->producer_seq);
+	seg_st16(p + SEG_R_KEY_LEN, r->key_len);
+	seg_st32(p + SEG_R_DATA_LEN, r->data_len);
+	p += FIRN_SEG_REC_OVERHEAD;
+	if (r->key_len > 0)
+		memcpy(p, r->key, r->key_len);
+	if (r->data_len > 0)
+		memcpy(p + r->key_len, r->data, r->data_len);
+	return total;
+}
+
+uint32_t
+firn_seg_packed_len(const uint8_t *p)
+{
+	return seg_ld32(p + SEG_R_TOTAL);
+}
+
+int64_t
+firn_seg_packed_ts(const uint8_t *p)
+{
+	return (int64_t)seg_ld64(p + SEG_R_TS);
 }
 
 /* ---- peek and open ---------------------------------------------------------------- */

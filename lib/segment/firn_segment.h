@@ -32,6 +32,14 @@
  *	len = firn_seg_block_seal(cx, &ctx, off, out, cap, &ent); // encode at off
  *	... write out[0..len) at off, O_DIRECT ...
  *
+ * Usage (writer that keeps records packed itself, e.g. the store's pending
+ * buffers): lay each record out with firn_seg_record_pack() as it arrives,
+ * then seal straight from those buffers, with no copy in between:
+ *
+ *	p += firn_seg_record_pack(p, &rec);                      // on append
+ *	struct firn_seg_packed pk = {iov, n, count, first, ts0, ts1};
+ *	len = firn_seg_block_seal_packed(cx, &ctx, &pk, 0, off, out, cap, &ent);
+ *
  * Usage (reader):
  *
  *	firn_seg_block_open(cx, &ctx, disk, len, off, &view);
@@ -46,6 +54,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "firn_record.h"
 
@@ -158,15 +167,55 @@ size_t firn_seg_block_bound(size_t raw_len);
 
 /*
  * Seal the block being built for file offset off: compress (kept only when it
- * saves at least 1/8; see block.c), encrypt with a fresh random IV, CRC, pad with zeroes to 4 KiB.
- * Writes into out (cap bytes, 4 KiB aligned for O_DIRECT) and fills *ent.
- * Returns the bytes to write (a multiple of 4 KiB) or -ENOSPC (cap too small)
- * / -EIO (crypto failure) / -EINVAL (no records, or off not a multiple of
- * 4 KiB at or past FIRN_SEG_HEADER_SIZE).
- * The builder is left as it was (reset it yourself).
+ * saves at least 1/8; blocks of 8 KiB or more are probed first, see block.c), encrypt with a fresh
+ * random IV, CRC, pad with zeroes to 4 KiB. Writes into out (cap bytes, 4 KiB aligned for O_DIRECT)
+ * and fills *ent. Returns the bytes to write (a multiple of 4 KiB) or -ENOSPC (cap too small) /
+ * -EIO (crypto failure) / -EINVAL (no records, or off not a multiple of 4 KiB at or past
+ * FIRN_SEG_HEADER_SIZE). The builder is left as it was (reset it yourself).
  */
 long firn_seg_block_seal(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx, uint64_t off,
                          void *out, size_t cap, struct firn_seg_index_entry *ent);
+
+/*
+ * Lay out one record at p in the packed format of doc/format.md 4.4
+ * (FIRN_SEG_REC_OVERHEAD + key_len + data_len bytes, no alignment needed;
+ * r->counter is not stored). Returns the bytes written.
+ */
+size_t firn_seg_record_pack(uint8_t *p, const struct firn_record *r);
+
+/* total_len and ts_ms of a packed record at p (as firn_seg_record_pack() wrote them). */
+uint32_t firn_seg_packed_len(const uint8_t *p);
+int64_t firn_seg_packed_ts(const uint8_t *p);
+
+/* Records already packed by the caller, for firn_seg_block_seal_packed(). */
+struct firn_seg_packed {
+	const struct iovec *iov; /* the packed bytes in order; a record may span entries */
+	unsigned iovcnt;         /* >= 1 */
+	uint32_t count;          /* records in them (>= 1) */
+	uint64_t first_counter;  /* counter of the first */
+	int64_t first_ts_ms;     /* ts of the first record */
+	int64_t last_ts_ms;      /* ts of the last record (>= first_ts_ms) */
+};
+
+/* Seal flags: store raw without trying deflate (the caller knows the data does not shrink); */
+#define FIRN_SEG_SEAL_RAW 1u
+/* deflate without probing first (the caller expects it to shrink). */
+#define FIRN_SEG_SEAL_NOPROBE 2u
+
+/*
+ * Seal a block from records the caller packed with firn_seg_record_pack(),
+ * reading them in place: encryption and the CRC run over the iovecs as
+ * they are; deflate, when tried, reads a single iovec in place and gathers
+ * several into the codec's scratch first. Same output, return values
+ * and alignment rules as firn_seg_block_seal(); the builder is not touched.
+ * The caller vouches for the layout: count records of consistent lengths,
+ * timestamps non-decreasing from first_ts_ms to last_ts_ms (a reader checks
+ * it all and refuses the block otherwise). -EINVAL also when the total is
+ * larger than the codec's max_raw or too small for count records.
+ */
+long firn_seg_block_seal_packed(struct firn_seg_codec *cx, const struct firn_seg_ctx *ctx,
+                                const struct firn_seg_packed *pk, unsigned flags, uint64_t off,
+                                void *out, size_t cap, struct firn_seg_index_entry *ent);
 
 /*
  * Read just the block header at buf (>= FIRN_SEG_BLOCK_HDR_SIZE bytes):

@@ -4,11 +4,16 @@
  * The store keeps one log per (stream id, shard index), made of segment files
  * (lib/segment) under <dir>/streams/<stream id>/<shard>/. Appends are
  * sequenced at once (each record gets the next counter of its shard and an
- * arrival time) and copied into the shard's pending buffer; writer agents
- * turn pending buffers into sealed blocks and write them with O_DIRECT and
- * RWF_DSYNC through the disk driver, many shards per submit (group commit),
- * into segment space preallocated ahead of the tail. When a write completes
- * the shard's durable watermark moves and waiters are told.
+ * arrival time) and copied, already in the block's record layout, into the
+ * shard's pending buffer: the only copy of the payload. Writer agents seal
+ * blocks straight from those buffers (compress, encrypt, CRC) and write them
+ * with O_DIRECT through the disk driver, many shards per submit (group
+ * commit), into segment space written with zeroes ahead of the tail (or laid
+ * out whole beforehand: conf.spare_segments). A group commit is made durable
+ * by one fdatasync (a device cache flush) where the file system allows, else
+ * by RWF_DSYNC on each write; the next one is sealed while it is on the disk.
+ * When a commit is durable the shards' durable watermarks move and waiters
+ * are told. writer.c and store.c tell the whole story.
  *
  *	conf.dir = "./var"; conf.kek = kek; conf.disk = &firn_disk_uring_ops;
  *	struct firn_store *st = firn_store_open(&conf);
@@ -68,7 +73,12 @@ struct firn_store_conf {
 	uint32_t block_max;		/* packed bytes per block (default 1 MiB + 64 KiB) */
 	uint32_t flush_interval_us;	/* longest a record waits for company (default 200) */
 	uint64_t shard_pending_max;	/* pending bytes per shard before -EAGAIN (default 8 MiB) */
-	unsigned queue_depth;		/* I/Os in flight per writer (default 128) */
+	unsigned queue_depth;		/* I/Os in flight per writer (default 256) */
+	bool write_dsync;		/* RWF_DSYNC on every block write instead of one
+					 * fdatasync per group commit (default off; see
+					 * store.c: store_probe_flush()) */
+	unsigned spare_segments;	/* segment files to keep laid out (zeroed) ahead,
+					 * filled while the store is quiet (default 0) */
 	firn_store_durable_fn on_durable;
 	void *on_durable_arg;
 };
@@ -193,6 +203,7 @@ struct firn_store_stats {
 	uint64_t recovered_cut_bytes;		/* torn tails cut at open */
 	uint64_t quarantined_segments;
 	uint64_t gc_segments;
+	uint64_t spare_segments;		/* laid-out segment files ready for rolls */
 	/* fsync (commit) latency histogram: buckets of 2^i microseconds, i < 24 */
 	uint64_t commit_lat_us_log2[24];
 };

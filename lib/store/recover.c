@@ -38,6 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,6 +133,53 @@ rec_only_header(const char *path, uint64_t size)
 	}
 	close(fd);
 	return zero;
+}
+
+/*
+ * How far from off is the file written space: allocated extents that are
+ * neither unwritten (fallocated, never written) nor holes? The writers put
+ * plain, barrier-covered block writes only there (writer.c: a write into an
+ * unwritten extent changes metadata that only its own file's fdatasync
+ * commits), and zeroes past a recovered tail read the same either way, so
+ * ask the file system (FIEMAP). Where it cannot tell, nothing past off is
+ * counted: the writer zeroes that space again.
+ */
+static uint64_t
+rec_written_end(const char *path, uint64_t off, uint64_t size)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[32];
+	} m;
+	uint64_t pos = off;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return off;
+	while (pos < size) {
+		uint32_t i;
+
+		memset(&m, 0, sizeof(m));
+		m.fm.fm_start = pos;
+		m.fm.fm_length = size - pos;
+		m.fm.fm_extent_count = FIRN_ARRAY_SIZE(m.fe);
+		if (ioctl(fd, FS_IOC_FIEMAP, &m.fm) < 0 || m.fm.fm_mapped_extents == 0)
+			break;
+		for (i = 0; i < m.fm.fm_mapped_extents; i++) {
+			const struct fiemap_extent *e = &m.fe[i];
+
+			if (e->fe_logical > pos ||
+			    (e->fe_flags & (FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_DELALLOC |
+			                    FIEMAP_EXTENT_UNKNOWN)))
+				goto out;
+			pos = e->fe_logical + e->fe_length;
+			if (pos >= size || (e->fe_flags & FIEMAP_EXTENT_LAST))
+				goto out;
+		}
+	}
+out:
+	close(fd);
+	return FIRN_MIN(pos, size) & ~(uint64_t)(FIRN_DISK_ALIGN - 1);
 }
 
 /* Scan one file, growing the codec if it meets a block larger than it takes. */
@@ -325,10 +375,16 @@ rec_shard(struct firn_store *st, uint64_t stream_id, uint32_t index, struct firn
 				size = scan.valid_end;
 			}
 			sh->tail = seg;
+			sh->roll_at = store_roll_at(st, sh);
 			sh->tail_off = scan.valid_end;
-			/* What lies past the valid end is zeroes (the scan checked). */
+			/*
+			 * What lies past the valid end is zeroes (the scan checked); how
+			 * much of it is written space, ready for plain writes, FIEMAP says.
+			 */
 			sh->zero_end = sh->ready_end =
-			        FIRN_MAX(scan.valid_end, size & ~(uint64_t)(FIRN_DISK_ALIGN - 1));
+			        FIRN_MAX(scan.valid_end,
+			                 rec_written_end(path, scan.valid_end,
+			                                 size & ~(uint64_t)(FIRN_DISK_ALIGN - 1)));
 		} else {
 			/*
 			 * Not the tail and not (properly) sealed: we seal a segment

@@ -3,24 +3,36 @@
  * kernels and devices it is made of. Not a test: nothing is asserted;
  * tools/bench/store.sh runs it next to fio and prints the ratios.
  *
- *	store_perf raw DIR [-s SECONDS] [-w WRITERS]
- *		64 shards, 1 KiB incompressible records (compression off,
- *		encryption on), closed loop: every shard keeps up to 256 KiB
- *		appended but not yet durable. Prints MB/s of record data made
- *		durable, and records/s.
+ *	store_perf raw DIR [-s SECONDS] [-w WRITERS] [-W WINDOW_KIB] [-z]
+ *		       [-P SPARES] [-T SETTLE_S]
+ *		64 shards, 1 KiB incompressible records (encryption on;
+ *		compression off, or on with -z, when the store finds it does
+ *		not shrink and skips it), closed loop: every shard keeps up to
+ *		WINDOW_KIB (256) appended but not yet durable. Prints MB/s of
+ *		record data made durable, records/s, and the cores the writer
+ *		threads and this program's appender used. -P: first lay out
+ *		that many spare segments (conf.spare_segments), wait for them
+ *		and SETTLE_S (3) seconds more, then measure.
  *	store_perf log DIR [-s SECONDS]
  *		JSON-like log records (~300 B), compression on, one writer,
- *		8 shards, same closed loop. MB/s of record data (uncompressed).
+ *		8 shards, 1 MiB windows. MB/s of record data (uncompressed), and
+ *		the same per core the writer thread used.
  *	store_perf deflate [-s SECONDS]
  *		ISA-L deflate level 1 (stateless, 1 MiB blocks, as the store's
- *		codec runs it) over the same generated log records, one core.
- *	store_perf lat DIR -r RECORDS_PER_S [-s SECONDS] [-w WRITERS]
+ *		codec runs it) over the same generated log records, one core;
+ *		MB/s by the clock and per CPU second of the thread.
+ *	store_perf lat DIR -r RECORDS_PER_S [-s SECONDS] [-w WRITERS] [-z] [-P SPARES]
  *		The raw workload open-loop at a fixed rate; ack latency
  *		(append call to on_durable) p50/p99/p999 in microseconds.
  *	store_perf prealloc DIR
  *		The measurement behind the store's preallocation: 4 KiB and
  *		128 KiB O_DIRECT+RWF_DSYNC writes at queue depth 1 into (a) a
  *		fallocate()d range, (b) FALLOC_FL_ZERO_RANGE, (c) written zeroes.
+ *
+ * Every load run also prints (stderr) where the cores went over the
+ * measured window, per thread kind, and how long those threads were
+ * runnable but waiting for a core: on a machine shared with other jobs
+ * that second figure is what the neighbours took.
  *
  * Output: one line of key=value pairs per run.
  */
@@ -31,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -52,6 +66,10 @@ static double rate;
 static int64_t prealloc_kib = -1; /* -1: the store's default */
 static uint64_t flush_us = 200;
 static uint64_t segment_mib;
+static uint64_t spares;
+static uint64_t window_kib = 256;
+static bool raw_compress;
+static unsigned settle_s = 3;
 
 /* ---- latency histogram: log-linear, 1 us .. ~1 s -------------------------------------- */
 
@@ -164,6 +182,117 @@ push(struct shard_q *s, uint64_t end, uint64_t t, uint32_t bytes)
 	return true;
 }
 
+/* ---- CPU time per thread kind, from /proc/self/task/<tid>/schedstat ---------------------- */
+
+/*
+ * Where the cores went during the measured window: the writer threads
+ * (firn-wr*), this program's appender (the main thread), io_uring workers
+ * (iou-wrk*: fdatasyncs, and writes the kernel could not issue inline),
+ * the roller, and the rest. schedstat's first field is the thread's time
+ * on a CPU in nanoseconds; a thread that exited during the window is lost
+ * (io_uring workers come and go), so the figure for those is a floor.
+ */
+enum cpu_kind { CPU_WRITER, CPU_MAIN, CPU_IOWQ, CPU_ROLL, CPU_OTHER, CPU_KINDS };
+static const char *const cpu_kind_name[CPU_KINDS] = {"writer", "appender", "iou_wrk", "roll",
+                                                     "other"};
+
+#define CPU_TIDS 256
+struct cpu_snap {
+	int tid[CPU_TIDS];
+	uint64_t ns[CPU_TIDS];
+	uint64_t wait_ns[CPU_TIDS]; /* runnable but waiting for a CPU */
+	uint8_t kind[CPU_TIDS];
+	unsigned n;
+};
+
+static void
+cpu_snap(struct cpu_snap *cs)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	pid_t self = (pid_t)syscall(SYS_gettid);
+
+	cs->n = 0;
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL && cs->n < CPU_TIDS) {
+		char path[300], comm[64] = "", buf[128];
+		uint64_t tid, ns = 0, wait = 0;
+		FILE *f;
+
+		if (firn_parse_u64(de->d_name, &tid) < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", de->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) != NULL) {
+			char *sp = strchr(buf, ' '), *sp2;
+
+			if (sp != NULL) {
+				*sp = '\0';
+				sp2 = strchr(sp + 1, ' ');
+				if (sp2 != NULL)
+					*sp2 = '\0';
+				(void)firn_parse_u64(sp + 1, &wait);
+			}
+			(void)firn_parse_u64(buf, &ns);
+		}
+		fclose(f);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		f = fopen(path, "r");
+		if (f != NULL) {
+			if (fgets(comm, sizeof(comm), f) == NULL)
+				comm[0] = '\0';
+			fclose(f);
+		}
+		cs->tid[cs->n] = (int)tid;
+		cs->ns[cs->n] = ns;
+		cs->wait_ns[cs->n] = wait;
+		if ((pid_t)tid == self)
+			cs->kind[cs->n] = CPU_MAIN;
+		else if (strncmp(comm, "firn-wr", 7) == 0)
+			cs->kind[cs->n] = CPU_WRITER;
+		else if (strncmp(comm, "iou-wrk", 7) == 0)
+			cs->kind[cs->n] = CPU_IOWQ;
+		else if (strncmp(comm, "firn-roll", 9) == 0)
+			cs->kind[cs->n] = CPU_ROLL;
+		else
+			cs->kind[cs->n] = CPU_OTHER;
+		cs->n++;
+	}
+	closedir(d);
+}
+
+/*
+ * CPU seconds per kind between two snapshots (threads new since count from
+ * 0), and seconds they were runnable but waited for a CPU (what a machine
+ * shared with other jobs takes away).
+ */
+static void
+cpu_diff(const struct cpu_snap *a, const struct cpu_snap *b, double out[CPU_KINDS],
+         double wait[CPU_KINDS])
+{
+	unsigned i, j;
+
+	memset(out, 0, sizeof(double) * CPU_KINDS);
+	memset(wait, 0, sizeof(double) * CPU_KINDS);
+	for (i = 0; i < b->n; i++) {
+		uint64_t base = 0, wbase = 0;
+
+		for (j = 0; j < a->n; j++)
+			if (a->tid[j] == b->tid[i]) {
+				base = a->ns[j];
+				wbase = a->wait_ns[j];
+			}
+		out[b->kind[i]] += (double)(b->ns[i] - base) / 1e9;
+		wait[b->kind[i]] += (double)(b->wait_ns[i] - wbase) / 1e9;
+	}
+}
+
+static struct cpu_snap cpu_at_start;
+static double cpu_used[CPU_KINDS], cpu_waited[CPU_KINDS], cpu_window_s;
+
 /* ---- record generators ------------------------------------------------------------------ */
 
 static uint8_t *random_data;
@@ -259,6 +388,7 @@ conf_for(struct firn_store_conf *c, const char *dir, bool compress, unsigned nw)
 		c->prealloc = (uint64_t)prealloc_kib << 10;
 	if (segment_mib > 0)
 		c->segment_size = segment_mib << 20;
+	c->spare_segments = (unsigned)spares;
 }
 
 static int
@@ -284,6 +414,22 @@ run_load(const char *dir, const struct load *ld, bool compress, unsigned nw, dou
 		fprintf(stderr, "store_perf: open %s: %s\n", dir, firn_err_msg());
 		return -1;
 	}
+	if (spares > 0) {
+		struct firn_store_stats sst;
+		uint64_t w0 = firn_mono_ns();
+
+		do {
+			usleep(20000);
+			firn_store_stats(st, &sst);
+		} while (sst.spare_segments < spares && firn_mono_ns() - w0 < 120000000000ull);
+		fprintf(stderr, "  %" PRIu64 " spare segments laid out in %.1f s\n",
+		        sst.spare_segments, (double)(firn_mono_ns() - w0) / 1e9);
+		/*
+		 * Let the disk settle after writing that much, as fio's measured
+		 * runs come well after it laid out its file.
+		 */
+		sleep(settle_s);
+	}
 	t0 = firn_mono_ns();
 	t_end = t0 + warm_ns + run_ns;
 	for (;;) {
@@ -293,6 +439,7 @@ run_load(const char *dir, const struct load *ld, bool compress, unsigned nw, dou
 		if (now >= t_end)
 			break;
 		if (t_start == 0 && now >= t0 + warm_ns) {
+			cpu_snap(&cpu_at_start);
 			t_start = now;
 			/* Statistics: relaxed. */
 			__atomic_store_n(&measuring, 1, __ATOMIC_RELAXED);
@@ -372,6 +519,19 @@ run_load(const char *dir, const struct load *ld, bool compress, unsigned nw, dou
 	bytes0 = __atomic_load_n(&durable_bytes, __ATOMIC_RELAXED);
 	{
 		double el = (double)(firn_mono_ns() - t_start) / 1e9;
+		struct cpu_snap end;
+		int k;
+
+		cpu_snap(&end);
+		cpu_diff(&cpu_at_start, &end, cpu_used, cpu_waited);
+		cpu_window_s = el;
+		fprintf(stderr, "  cores busy over %.1f s:", el);
+		for (k = 0; k < CPU_KINDS; k++)
+			fprintf(stderr, " %s %.2f", cpu_kind_name[k], cpu_used[k] / el);
+		fprintf(stderr, "\n  waiting for a core (runnable, not running):");
+		for (k = 0; k < CPU_KINDS; k++)
+			fprintf(stderr, " %s %.2f", cpu_kind_name[k], cpu_waited[k] / el);
+		fprintf(stderr, "\n");
 
 		*mbps = (double)bytes0 / el / 1e6;
 		*rps = (double)__atomic_load_n(&durable_recs, __ATOMIC_RELAXED) / el;
@@ -415,9 +575,13 @@ run_load(const char *dir, const struct load *ld, bool compress, unsigned nw, dou
 
 /* ---- deflate kernel -------------------------------------------------------------------- */
 
+static double deflate_cpu_s;
+static size_t deflate_bytes;
+
 static double
 deflate_mbps(void)
 {
+	struct timespec c0, c1;
 	size_t blk = 1u << 20, total = 0, used, i;
 	uint8_t *in = malloc(blk), *out = malloc(blk * 2), *lvl = malloc(ISAL_DEF_LVL1_DEFAULT);
 	struct isal_zstream zs;
@@ -430,6 +594,8 @@ deflate_mbps(void)
 		memcpy(in + used, log_data + log_off[j % log_n], log_len[j % log_n]);
 		used += log_len[j % log_n];
 	}
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	t0 = firn_mono_ns();
 	for (i = 0;; i++) {
 		isal_deflate_stateless_init(&zs);
@@ -450,6 +616,9 @@ deflate_mbps(void)
 		if (t1 - t0 >= (uint64_t)(seconds * 1e9))
 			break;
 	}
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	deflate_cpu_s = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	deflate_bytes = total;
 	fprintf(stderr, "  [deflate] level 1 ratio %.2f\n", (double)total / (double)zsum);
 	free(in);
 	free(out);
@@ -557,6 +726,18 @@ parse_opts(int argc, char **argv, int from)
 		} else if (strcmp(argv[i], "-S") == 0 && i + 1 < argc) {
 			if (firn_parse_u64(argv[++i], &segment_mib) < 0)
 				return -1;
+		} else if (strcmp(argv[i], "-T") == 0 && i + 1 < argc) {
+			if (firn_parse_u64(argv[++i], &v) < 0 || v > 60)
+				return -1;
+			settle_s = (unsigned)v;
+		} else if (strcmp(argv[i], "-z") == 0) {
+			raw_compress = true;
+		} else if (strcmp(argv[i], "-W") == 0 && i + 1 < argc) {
+			if (firn_parse_u64(argv[++i], &window_kib) < 0 || window_kib == 0)
+				return -1;
+		} else if (strcmp(argv[i], "-P") == 0 && i + 1 < argc) {
+			if (firn_parse_u64(argv[++i], &spares) < 0)
+				return -1;
 		} else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc) {
 			if (firn_parse_u64(argv[++i], &flush_us) < 0)
 				return -1;
@@ -582,7 +763,12 @@ main(int argc, char **argv)
 		if (parse_opts(argc, argv, 2) < 0)
 			goto usage;
 		make_logs(1u << 16);
-		printf("deflate_MBps=%.1f\n", deflate_mbps());
+		{
+			double m = deflate_mbps();
+
+			printf("deflate_MBps=%.1f deflate_MBps_per_core=%.1f\n", m,
+			       deflate_cpu_s > 0 ? (double)deflate_bytes / deflate_cpu_s / 1e6 : 0);
+		}
 		return 0;
 	}
 	if (argc < 3 || parse_opts(argc, argv, 3) < 0)
@@ -595,7 +781,7 @@ main(int argc, char **argv)
 	if (strcmp(mode, "prealloc") == 0)
 		return prealloc_measure(argv[2]) < 0 ? 1 : 0;
 	if (strcmp(mode, "raw") == 0 || strcmp(mode, "lat") == 0) {
-		struct load ld = {.shards = 64, .batch = 16, .window = 256u << 10, .rate = 0};
+		struct load ld = {.shards = 64, .batch = 16, .window = window_kib << 10, .rate = 0};
 		char sdir[4200];
 
 		make_random();
@@ -607,16 +793,21 @@ main(int argc, char **argv)
 			ld.batch = 4;
 		}
 		/* Incompressible data: compression off, as an operator would set it. */
-		if (run_load(sdir, &ld, false, writers, &mbps, &rps) < 0)
+		if (run_load(sdir, &ld, raw_compress, writers, &mbps, &rps) < 0)
 			return 1;
 		if (ld.rate > 0)
 			printf("rate=%.0f achieved_rps=%.0f ack_p50_us=%" PRIu64
-			       " ack_p99_us=%" PRIu64 " ack_p999_us=%" PRIu64 "\n",
-			       rate, rps, hpercentile(0.5), hpercentile(0.99), hpercentile(0.999));
+			       " ack_p99_us=%" PRIu64 " ack_p999_us=%" PRIu64
+			       " writer_cores=%.2f appender_cores=%.2f\n",
+			       rate, rps, hpercentile(0.5), hpercentile(0.99), hpercentile(0.999),
+			       cpu_used[CPU_WRITER] / cpu_window_s,
+			       cpu_used[CPU_MAIN] / cpu_window_s);
 		else
 			printf("store_raw_MBps=%.1f records_per_s=%.0f ack_p50_us=%" PRIu64
-			       " ack_p99_us=%" PRIu64 "\n",
-			       mbps, rps, hpercentile(0.5), hpercentile(0.99));
+			       " ack_p99_us=%" PRIu64 " writer_cores=%.2f appender_cores=%.2f\n",
+			       mbps, rps, hpercentile(0.5), hpercentile(0.99),
+			       cpu_used[CPU_WRITER] / cpu_window_s,
+			       cpu_used[CPU_MAIN] / cpu_window_s);
 		return 0;
 	}
 	if (strcmp(mode, "log") == 0) {
@@ -627,12 +818,16 @@ main(int argc, char **argv)
 		snprintf(sdir, sizeof(sdir), "%s/store", argv[2]);
 		if (run_load(sdir, &ld, true, 1, &mbps, &rps) < 0)
 			return 1;
-		printf("store_log_MBps=%.1f records_per_s=%.0f\n", mbps, rps);
+		printf("store_log_MBps=%.1f records_per_s=%.0f writer_cores=%.2f "
+		       "store_log_MBps_per_writer_core=%.1f\n",
+		       mbps, rps, cpu_used[CPU_WRITER] / cpu_window_s,
+		       cpu_used[CPU_WRITER] > 0 ? mbps * cpu_window_s / cpu_used[CPU_WRITER] : 0);
 		return 0;
 	}
 usage:
 	fprintf(stderr, "usage: store_perf raw|log|lat|prealloc DIR [-s SECONDS] [-w WRITERS] "
-	                "[-r RATE] [-p PREALLOC_KIB] [-f FLUSH_US] [-S SEGMENT_MIB]\n       "
-	                "store_perf deflate [-s SECONDS]\n");
+	                "[-r RATE] [-p PREALLOC_KIB] [-f FLUSH_US] [-S SEGMENT_MIB]\n"
+	                "                 [-W WINDOW_KIB] [-z] [-P SPARES] [-T SETTLE_S]\n"
+	                "       store_perf deflate [-s SECONDS]\n");
 	return 2;
 }
