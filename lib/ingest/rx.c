@@ -952,6 +952,18 @@ batch_add(struct ingest_agent *a, struct firn_proto_session *ss,
 	sh->b_tail = a->nb;
 	sh->b_n++;
 	a->nb++;
+	/*
+	 * A reassembled record keeps its reassembly slot until the store has
+	 * copied it, i.e. until the batch is flushed. A session has only a few
+	 * slots (§6.3), and one burst can complete more records than that: if
+	 * the batch waited for the end of the burst, every later fragment that
+	 * starts a record would be dropped as reasm_full in a datagram already
+	 * acked as RECEIVED, so the client could only recover it by its
+	 * durable timeout. Hand the batch on as soon as the session could not
+	 * start another record.
+	 */
+	if (it->reasm_slot >= 0 && !firn_proto_reasm_room(firn_proto_session_reasm(ss)))
+		batch_flush(a);
 }
 
 /* ---- RX ------------------------------------------------------------------------------------- */

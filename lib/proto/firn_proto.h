@@ -484,6 +484,12 @@ int firn_proto_reasm_add(struct firn_proto_reasm *r, const struct firn_proto_rec
 void firn_proto_reasm_release(struct firn_proto_reasm *r, int slot);
 /* Is a record with this seq in reassembly? */
 bool firn_proto_reasm_busy(const struct firn_proto_reasm *r, uint64_t seq);
+/*
+ * Is there a free slot and, under the session cap, room for a record of
+ * FIRN_RECORD_DATA_MAX bytes? A caller that keeps completed records
+ * (release() deferred) flushes them when this turns false.
+ */
+bool firn_proto_reasm_room(const struct firn_proto_reasm *r);
 /* Free partial records idle for timeout_ms. Returns how many were dropped. */
 unsigned firn_proto_reasm_expire(struct firn_proto_reasm *r, uint64_t now_ms);
 

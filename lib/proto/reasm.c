@@ -274,14 +274,25 @@ all_marked(const uint64_t *w, uint32_t lo, uint32_t hi)
  * one block when they fit, else a data block plus a bitmap block. 0 or
  * -ENOBUFS (cap or pool), with nothing taken.
  */
+/* What a record of total bytes costs against the session cap (see slot_alloc). */
+static size_t
+slot_cost(uint32_t total)
+{
+	size_t data = FIRN_ALIGN_UP((size_t)total, (size_t)8);
+	size_t bm = FIRN_ALIGN_UP(((size_t)total + 7) / 8, (size_t)8);
+
+	if (data + bm <= ((size_t)1 << POOL_MAX_ORDER))
+		return (size_t)1 << order_for(data + bm);
+	return ((size_t)1 << order_for(data)) + ((size_t)1 << order_for(bm));
+}
+
 static int
 slot_alloc(struct firn_proto_reasm *r, struct firn_proto_reasm_slot *s, uint32_t total)
 {
 	size_t data = FIRN_ALIGN_UP((size_t)total, (size_t)8);
 	size_t bm = FIRN_ALIGN_UP(((size_t)total + 7) / 8, (size_t)8), b1 = 0, b2 = 0;
 	bool shared = data + bm <= ((size_t)1 << POOL_MAX_ORDER);
-	size_t need = shared ? (size_t)1 << order_for(data + bm)
-	                     : ((size_t)1 << order_for(data)) + ((size_t)1 << order_for(bm));
+	size_t need = slot_cost(total);
 
 	if (r->mem_used + need > r->mem_cap)
 		return -ENOBUFS;
@@ -304,6 +315,24 @@ slot_alloc(struct firn_proto_reasm *r, struct firn_proto_reasm_slot *s, uint32_t
 	s->block = b1 + b2;
 	r->mem_used += s->block;
 	return 0;
+}
+
+/*
+ * Could a fragment start a new record of any legal size right now, as far
+ * as this session's slots and cap go? (The shared pool may still say no.)
+ * A receiver that holds completed records until it has handed them on (a
+ * batch for the store) asks this after each completion: when the answer
+ * is no, it must hand its batch on first, or every fragment of the next
+ * record is dropped as reasm_full although nothing is really in use.
+ */
+bool
+firn_proto_reasm_room(const struct firn_proto_reasm *r)
+{
+	bool slot = false;
+
+	for (unsigned i = 0; i < r->n_slots && !slot; i++)
+		slot = r->slots[i].state == REASM_FREE;
+	return slot && r->mem_used + slot_cost(FIRN_RECORD_DATA_MAX) <= r->mem_cap;
 }
 
 int

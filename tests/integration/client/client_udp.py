@@ -12,7 +12,12 @@
 2. `firn-bench --udp --records 20000 --size 100 --sessions 2 --ack-log`:
    exit 0, one summary line with records=20000, an ack log of 20000 lines
    with distinct sequence numbers, and every logged record read back with
-   the same shard, key and data CRC32C; nothing else in the stream.
+   the same shard, key and data CRC32C; nothing else in the stream. Then
+   again with --size 3000 (3000 records) and --size 20000 (2000 records):
+   every record is FRAGMENTed and reassembled by firnd, and all must be
+   acked within the drain time (regression: reassembled records pinned the
+   session's 4 reassembly slots until the end of an RX burst, so firnd
+   dropped most fragments as reasm_full and the client stalled).
 3. The same with `firn-bench --http` (PutRecords through the Kinesis API).
 """
 
@@ -69,21 +74,29 @@ def check_put(d, firn_bin):
     print("ok: firn put --udp to a missing stream exits 1: " + err.strip().splitlines()[-1])
 
 
-def check_bench(d, firn_bin, bench, mode):
-    stream = "cbench" if mode == "udp" else "chttp"
-    n = 20000 if mode == "udp" else 5000
-    log = os.path.join(d.data_dir, f"ack-{mode}.log")
-    js = os.path.join(d.data_dir, f"bench-{mode}.json")
+def check_bench(d, firn_bin, bench, mode, size=100, n=None):
+    """firn-bench --ack-log against firnd, then every acked record read back.
+
+    A size over one datagram (> ~1400 bytes) makes every record travel as
+    FRAGMENTs: that is the regression run for reassembled records holding
+    their few per-session slots until the end of an RX burst (every later
+    fragment dropped as reasm_full, the client stalled on durable timeouts).
+    """
+    stream = ("cbench" if mode == "udp" else "chttp") + ("" if size == 100 else f"{size}")
+    if n is None:
+        n = 20000 if mode == "udp" else 5000
+    log = os.path.join(d.data_dir, f"ack-{mode}-{size}.log")
+    js = os.path.join(d.data_dir, f"bench-{mode}-{size}.json")
     cc.create_stream(d, firn_bin, stream, 4)
     target = ["--udp", d.udp] if mode == "udp" else ["--http", d.endpoint]
-    p = cc.run([bench, *target, "--stream", stream, "--records", str(n), "--size", "100",
+    p = cc.run([bench, *target, "--stream", stream, "--records", str(n), "--size", str(size),
                 "--sessions", "2", "--ack-log", log, "--json", js, "--drain", "60"], timeout=600)
     out = p.stdout.strip().splitlines()
     if p.returncode != 0 or len(out) != 1 or not SUMMARY.match(out[0]):
         cc.fail(f"firn-bench --{mode}: exit {p.returncode}, stdout {p.stdout!r}, "
                 f"stderr {p.stderr.decode(errors='replace')}", d)
     m = SUMMARY.match(out[0])
-    if int(m.group(1)) != n or int(m.group(2)) != n * 100:
+    if int(m.group(1)) != n or int(m.group(2)) != n * size:
         cc.fail(f"firn-bench --{mode}: {out[0]!r}, want records={n}", d)
     with open(log) as f:
         rows = [r.split() for r in f.read().splitlines()]
@@ -105,8 +118,8 @@ def check_bench(d, firn_bin, bench, mode):
         if got[0] != shard or got[1] != key.encode() or cc.crc32c(got[2]) != int(crc, 16):
             cc.fail(f"{seq}: stored ({got[0]}, {got[1]!r}, crc {cc.crc32c(got[2]):08x}) differs "
                     f"from the ack log ({shard}, {key}, {crc})", d)
-    print(f"ok: firn-bench --{mode}: {out[0].decode()}")
-    print(f"ok: {n} acked records read back with matching shard, key and CRC32C")
+    print(f"ok: firn-bench --{mode} --size {size}: {out[0].decode()}")
+    print(f"ok: {n} acked records of {size} bytes read back with matching shard, key and CRC32C")
 
 
 def check_metrics(d):
@@ -136,6 +149,9 @@ def main():
     try:
         check_put(d, firn_bin)
         check_bench(d, firn_bin, bench, "udp")
+        # Records of 2+ and 15+ datagrams: every one is reassembled by firnd.
+        check_bench(d, firn_bin, bench, "udp", size=3000, n=3000)
+        check_bench(d, firn_bin, bench, "udp", size=20000, n=2000)
         check_bench(d, firn_bin, bench, "http")
         check_metrics(d)
         rc = d.stop()

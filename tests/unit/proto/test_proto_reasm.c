@@ -298,6 +298,57 @@ test_memory_cap(void **state)
 	firn_proto_reasm_reset(&fx->r);
 }
 
+/*
+ * firn_proto_reasm_room() says whether another record could start: it is
+ * false exactly when slots or the cap would refuse the largest record, and
+ * completed records that wait for release count against it (the receiver
+ * flushes its batch on false, or later fragments are dropped as reasm_full).
+ */
+static void
+test_room(void **state)
+{
+	struct fixture *fx = *state;
+	struct piece pc[2] = {{0, 1200}, {1200, 800}}, big = {0, 1000};
+	struct firn_proto_rec f, out;
+	int slots[4], slot = -1;
+
+	test_fill(rec, 2000);
+	assert_true(firn_proto_reasm_room(&fx->r));
+	/* Three complete 2000-byte records, not released: one slot left. */
+	for (uint64_t s = 1; s <= 3; s++) {
+		frag(&f, s, 2000, pc[0]);
+		assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slot), 0);
+		frag(&f, s, 2000, pc[1]);
+		assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slots[s - 1]), 1);
+		assert_true(firn_proto_reasm_room(&fx->r));
+	}
+	/* A fourth, partial, takes the last slot: no room, and indeed refused. */
+	frag(&f, 4, 2000, pc[0]);
+	assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slot), 0);
+	assert_false(firn_proto_reasm_room(&fx->r));
+	frag(&f, 5, 2000, pc[0]);
+	assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slot), -ENOBUFS);
+	/* Handing one completed record on gives the room back. */
+	firn_proto_reasm_release(&fx->r, slots[0]);
+	assert_true(firn_proto_reasm_room(&fx->r));
+	assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slot), 0);
+	assert_false(firn_proto_reasm_room(&fx->r));
+	firn_proto_reasm_reset(&fx->r);
+	assert_true(firn_proto_reasm_room(&fx->r));
+
+	/* The cap: 2 x 1.125 MiB leave room for a 1 MiB record, 3 do not (slot free). */
+	for (uint64_t s = 1; s <= 3; s++) {
+		frag(&f, s, MiB - 100 * (uint32_t)s, big);
+		assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slot), 0);
+		if (s < 3)
+			assert_true(firn_proto_reasm_room(&fx->r));
+	}
+	assert_false(firn_proto_reasm_room(&fx->r));
+	frag(&f, 4, FIRN_RECORD_DATA_MAX, big);
+	assert_int_equal(firn_proto_reasm_add(&fx->r, &f, 1, &out, &slot), -ENOBUFS);
+	firn_proto_reasm_reset(&fx->r);
+}
+
 /* Two sessions share one pool: when it is empty, the next record is refused. */
 static void
 test_pool_exhausted(void **state)
@@ -482,6 +533,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_key_last, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_memory_cap, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_room, setup, teardown),
 	        cmocka_unit_test(test_pool_exhausted),
 	        cmocka_unit_test_setup_teardown(test_1mib_record, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_inconsistent, setup, teardown),
