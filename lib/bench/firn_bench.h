@@ -3,9 +3,10 @@
  * latency histogram, an open-loop pacer that does not hide stalls, key
  * distributions and record generators.
  *
- * Histogram. Log-linear buckets: exact below 128, then 64 buckets per power
- * of two, so any recorded value is reported within 1/64 (< 1.6%) of itself
- * and the whole uint64 range fits in 3776 counters (30 KiB). Record is a few
+ * Histogram. Log-linear buckets: exact below 2048, then 1024 buckets per
+ * power of two, so any recorded value is reported within 2^-10 (< 0.1%: three
+ * significant digits) of itself, and the whole uint64 range (1 ns to 584
+ * years) fits in 56320 counters (440 KiB, heap-allocated). Record is a few
  * instructions and never allocates; per-thread histograms are merged at the
  * end. Percentiles report the highest value equivalent to the bucket (as HDR
  * does), clamped to the true maximum, so p100 == max exactly.
@@ -38,7 +39,8 @@ extern "C" {
 
 /* ---- histogram ---------------------------------------------------------- */
 
-#define FIRN_HIST_BUCKETS 3776
+#define FIRN_HIST_SUB_BITS 10
+#define FIRN_HIST_BUCKETS 56320 /* 2^11 + (63 - 10) * 2^10 */
 
 struct firn_hist {
 	uint64_t count;

@@ -48,9 +48,9 @@ test_buckets(void **state)
 			assert_true(lo == prev_hi + 1);
 		assert_int_equal(firn_hist_index(lo), i);
 		assert_int_equal(firn_hist_index(hi), i);
-		/* relative width below 1/64 above the exact range */
-		if (lo >= 128)
-			assert_true((double)(hi - lo + 1) / (double)lo <= 1.0 / 64 + 1e-12);
+		/* relative width below 2^-10 (3 significant digits) above the exact range */
+		if (lo >= 2048)
+			assert_true((double)(hi - lo + 1) / (double)lo <= 1.0 / 1024 + 1e-12);
 		prev_hi = hi;
 	}
 	assert_true(prev_hi == UINT64_MAX);
@@ -86,7 +86,7 @@ test_percentiles_vs_oracle(void **state)
 		uint64_t exact = v[(rank ? rank : 1) - 1];
 		uint64_t got = firn_hist_percentile(h, ps[k]);
 
-		if (!(got >= exact && (double)got <= (double)exact * (1.0 + 1.0 / 64) + 1))
+		if (!(got >= exact && (double)got <= (double)exact * (1.0 + 1.0 / 1024) + 1))
 			fail_msg("p%.2f: got %llu exact %llu", ps[k], (unsigned long long)got,
 				 (unsigned long long)exact);
 	}
