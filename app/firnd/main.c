@@ -47,19 +47,18 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: firnd [--config FILE] [options]\n"
-		"\n"
-		"  --config FILE        configuration file (see config/firnd.conf)\n"
-		"  --data-dir DIR       data directory (default ./var)\n"
-		"  --api ADDR:PORT      HTTP API and /metrics (default 127.0.0.1:4567)\n"
-		"  --listen ADDR:PORT   UDP data port (default 0.0.0.0:7400)\n"
-		"  --net socket|dpdk    data-port backend (default socket)\n"
-		"  --eal \"ARGS\"         DPDK EAL arguments (with --net dpdk)\n"
-		"  --ip ADDR/PREFIX     the DPDK port's address\n"
-		"  --log-level L        err|warn|info|debug\n"
-		"  --pidfile FILE       write the daemon's pid here once it is ready\n"
-		"  --version, --help\n");
+	fprintf(f, "usage: firnd [--config FILE] [options]\n"
+	           "\n"
+	           "  --config FILE        configuration file (see config/firnd.conf)\n"
+	           "  --data-dir DIR       data directory (default ./var)\n"
+	           "  --api ADDR:PORT      HTTP API and /metrics (default 127.0.0.1:4567)\n"
+	           "  --listen ADDR:PORT   UDP data port (default 0.0.0.0:7400)\n"
+	           "  --net socket|dpdk    data-port backend (default socket)\n"
+	           "  --eal \"ARGS\"         DPDK EAL arguments (with --net dpdk)\n"
+	           "  --ip ADDR/PREFIX     the DPDK port's address\n"
+	           "  --log-level L        err|warn|info|debug\n"
+	           "  --pidfile FILE       write the daemon's pid here once it is ready\n"
+	           "  --version, --help\n");
 }
 
 static void
@@ -94,7 +93,8 @@ load_kek(const struct firn_conf *c, uint8_t kek[32])
 		rc = firn_hex_decode(buf, kek, 32);
 		free(buf);
 		if (rc < 0)
-			return firn_err_set(rc, "%s: must hold 64 hex digits (a 256-bit key)", path);
+			return firn_err_set(rc, "%s: must hold 64 hex digits (a 256-bit key)",
+			                    path);
 		return 0;
 	}
 	if (rc != -ENOENT || c->kek_file[0])
@@ -111,9 +111,9 @@ load_kek(const struct firn_conf *c, uint8_t kek[32])
 	if (rc < 0)
 		return rc;
 	FIRN_LOG(WARN, "firnd",
-		 "generated a key-encryption key at %s: data at rest is only as safe as that "
-		 "file; set kek_file for a real deployment",
-		 path);
+	         "generated a key-encryption key at %s: data at rest is only as safe as that "
+	         "file; set kek_file for a real deployment",
+	         path);
 	return 0;
 }
 
@@ -132,7 +132,8 @@ lock_data_dir(const char *dir)
 
 		close(fd);
 		if (rc == -EWOULDBLOCK)
-			return firn_err_set(rc, "data directory %s is in use by another firnd", dir);
+			return firn_err_set(rc, "data directory %s is in use by another firnd",
+			                    dir);
 		return firn_err_set(rc, "lock %s: %s", path, strerror(-rc));
 	}
 	return fd; /* held until exit */
@@ -175,16 +176,16 @@ log_ingest_stats(const struct firn_ingest *ing)
 
 	firn_ingest_stats(ing, &is);
 	FIRN_LOG(INFO, "firnd",
-		 "ingest: datagrams=%llu records=%llu appended=%llu acked=%llu answers=%llu "
-		 "dropped=%llu refused_busy=%llu refused_pool=%llu sessions=%llu rx_busy_ns=%llu "
-		 "rx_cpu_ns=%llu ns_per_record=%.0f",
-		 (unsigned long long)is.rx_datagrams, (unsigned long long)is.records_new,
-		 (unsigned long long)is.records_appended, (unsigned long long)is.records_acked,
-		 (unsigned long long)is.answers, (unsigned long long)is.rx_dropped,
-		 (unsigned long long)is.refused_busy, (unsigned long long)is.refused_pool,
-		 (unsigned long long)is.sessions_opened, (unsigned long long)is.busy_ns,
-		 (unsigned long long)is.cpu_ns,
-		 is.records_new ? (double)is.cpu_ns / (double)is.records_new : 0.0);
+	         "ingest: datagrams=%llu records=%llu appended=%llu acked=%llu answers=%llu "
+	         "dropped=%llu refused_busy=%llu refused_pool=%llu sessions=%llu rx_busy_ns=%llu "
+	         "rx_cpu_ns=%llu ns_per_record=%.0f",
+	         (unsigned long long)is.rx_datagrams, (unsigned long long)is.records_new,
+	         (unsigned long long)is.records_appended, (unsigned long long)is.records_acked,
+	         (unsigned long long)is.answers, (unsigned long long)is.rx_dropped,
+	         (unsigned long long)is.refused_busy, (unsigned long long)is.refused_pool,
+	         (unsigned long long)is.sessions_opened, (unsigned long long)is.busy_ns,
+	         (unsigned long long)is.cpu_ns,
+	         is.records_new ? (double)is.cpu_ns / (double)is.records_new : 0.0);
 }
 
 static void
@@ -202,18 +203,18 @@ main(int argc, char **argv)
 {
 	enum { O_CONFIG = 256, O_DATA, O_API, O_LISTEN, O_NET, O_EAL, O_IP, O_LOG, O_PID, O_VER };
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, O_CONFIG},
-		{"data-dir", required_argument, NULL, O_DATA},
-		{"api", required_argument, NULL, O_API},
-		{"listen", required_argument, NULL, O_LISTEN},
-		{"net", required_argument, NULL, O_NET},
-		{"eal", required_argument, NULL, O_EAL},
-		{"ip", required_argument, NULL, O_IP},
-		{"log-level", required_argument, NULL, O_LOG},
-		{"pidfile", required_argument, NULL, O_PID},
-		{"version", no_argument, NULL, O_VER},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, O_CONFIG},
+	        {"data-dir", required_argument, NULL, O_DATA},
+	        {"api", required_argument, NULL, O_API},
+	        {"listen", required_argument, NULL, O_LISTEN},
+	        {"net", required_argument, NULL, O_NET},
+	        {"eal", required_argument, NULL, O_EAL},
+	        {"ip", required_argument, NULL, O_IP},
+	        {"log-level", required_argument, NULL, O_LOG},
+	        {"pidfile", required_argument, NULL, O_PID},
+	        {"version", no_argument, NULL, O_VER},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	/* Flags apply after the file whatever their order: collect, then set. */
 	const char *over_key[16], *over_val[16];
@@ -240,18 +241,42 @@ main(int argc, char **argv)
 		const char *key = NULL;
 
 		switch (opt) {
-		case O_CONFIG: config = optarg; break;
-		case O_DATA: key = "data_dir"; break;
-		case O_API: key = "api"; break;
-		case O_LISTEN: key = "listen"; break;
-		case O_NET: key = "net"; break;
-		case O_EAL: key = "eal"; break;
-		case O_IP: key = "ip"; break;
-		case O_LOG: key = "log_level"; break;
-		case O_PID: pidfile = optarg; break;
-		case O_VER: printf("firnd 0.1.0\n"); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_CONFIG;
+		case O_CONFIG:
+			config = optarg;
+			break;
+		case O_DATA:
+			key = "data_dir";
+			break;
+		case O_API:
+			key = "api";
+			break;
+		case O_LISTEN:
+			key = "listen";
+			break;
+		case O_NET:
+			key = "net";
+			break;
+		case O_EAL:
+			key = "eal";
+			break;
+		case O_IP:
+			key = "ip";
+			break;
+		case O_LOG:
+			key = "log_level";
+			break;
+		case O_PID:
+			pidfile = optarg;
+			break;
+		case O_VER:
+			printf("firnd 0.1.0\n");
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_CONFIG;
 		}
 		if (key && nover < FIRN_ARRAY_SIZE(over_key)) {
 			over_key[nover] = key;
@@ -286,7 +311,7 @@ main(int argc, char **argv)
 		firn_log_set_level(FIRN_LOG_DEBUG);
 	if (strcmp(conf.net, "dpdk") == 0 && conf.ip[0] == '\0')
 		die_config("net = dpdk needs ip (the data port's ADDR/PREFIX, e.g. --ip "
-			   "198.18.0.2/24)");
+		           "198.18.0.2/24)");
 
 	/* Every thread started from here on inherits the blocked set. */
 	sigemptyset(&sigs);
@@ -384,7 +409,7 @@ main(int argc, char **argv)
 	port = net_ops->open(&nc);
 	if (port == NULL) {
 		fprintf(stderr, "firnd: data port (%s on %s): %s\n", net_ops->name, conf.listen,
-			firn_err_msg());
+		        firn_err_msg());
 		firn_api_stop(api);
 		firn_store_close(st);
 		firn_ingest_destroy(ing);
@@ -403,8 +428,8 @@ main(int argc, char **argv)
 	}
 
 	FIRN_LOG(INFO, "firnd", "ready: api http://%s udp %s (%s) data_dir %s writers %u%s",
-		 conf.api, conf.listen, net_ops->name, conf.data_dir, conf.writers,
-		 conf.sigv4_verify ? "" : " (SigV4 verification OFF)");
+	         conf.api, conf.listen, net_ops->name, conf.data_dir, conf.writers,
+	         conf.sigv4_verify ? "" : " (SigV4 verification OFF)");
 	if (pidfile)
 		write_pidfile(pidfile);
 

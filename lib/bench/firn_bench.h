@@ -66,7 +66,7 @@ void firn_hist_bucket_range(unsigned i, uint64_t *lo, uint64_t *hi);
 
 struct firn_pacer {
 	uint64_t start_ns;
-	double interval_ns;	/* 1e9 / rate; 0 = closed loop (always due) */
+	double interval_ns; /* 1e9 / rate; 0 = closed loop (always due) */
 	uint64_t issued;
 };
 
@@ -107,8 +107,8 @@ uint64_t firn_keygen_next(struct firn_keygen *k);
 size_t firn_key_format(uint64_t i, char *buf, size_t cap);
 
 enum firn_datagen {
-	FIRN_DATA_RANDOM,	/* incompressible */
-	FIRN_DATA_LOG,		/* JSON-like log lines, compressible */
+	FIRN_DATA_RANDOM, /* incompressible */
+	FIRN_DATA_LOG,    /* JSON-like log lines, compressible */
 };
 
 /* Fill buf with len bytes of the given kind from rng. */

@@ -137,8 +137,8 @@ firn_key_format(uint64_t i, char *buf, size_t cap)
 
 static const char *const hosts[] = {"web-01", "web-02", "web-03", "api-01", "api-02", "db-01"};
 static const char *const levels[] = {"info", "info", "info", "warn", "error", "debug"};
-static const char *const paths[] = {"/api/v1/items", "/api/v1/users", "/health",
-				    "/api/v1/orders", "/static/app.js", "/login"};
+static const char *const paths[] = {"/api/v1/items",  "/api/v1/users",  "/health",
+                                    "/api/v1/orders", "/static/app.js", "/login"};
 
 void
 firn_data_fill(enum firn_datagen kind, struct firn_rng *rng, uint8_t *buf, size_t len)
@@ -159,14 +159,14 @@ firn_data_fill(enum firn_datagen kind, struct firn_rng *rng, uint8_t *buf, size_
 		char line[256];
 		uint64_t r = firn_rng_next(rng);
 		int n = snprintf(line, sizeof(line),
-				 "{\"ts\":\"2026-11-29T%02u:%02u:%02u.%03uZ\",\"host\":\"%s\","
-				 "\"level\":\"%s\",\"path\":\"%s/%u\",\"status\":%u,\"ms\":%u,"
-				 "\"ua\":\"curl/8.1.2\"}\n",
-				 (unsigned)(r % 24), (unsigned)(r >> 8) % 60, (unsigned)(r >> 16) % 60,
-				 (unsigned)(r >> 24) % 1000, hosts[(r >> 34) % 6],
-				 levels[(r >> 37) % 6], paths[(r >> 40) % 6],
-				 (unsigned)(r >> 43) % 5000, (r >> 56) % 16 ? 200u : 500u,
-				 (unsigned)(r >> 50) % 250);
+		                 "{\"ts\":\"2026-11-29T%02u:%02u:%02u.%03uZ\",\"host\":\"%s\","
+		                 "\"level\":\"%s\",\"path\":\"%s/%u\",\"status\":%u,\"ms\":%u,"
+		                 "\"ua\":\"curl/8.1.2\"}\n",
+		                 (unsigned)(r % 24), (unsigned)(r >> 8) % 60,
+		                 (unsigned)(r >> 16) % 60, (unsigned)(r >> 24) % 1000,
+		                 hosts[(r >> 34) % 6], levels[(r >> 37) % 6], paths[(r >> 40) % 6],
+		                 (unsigned)(r >> 43) % 5000, (r >> 56) % 16 ? 200u : 500u,
+		                 (unsigned)(r >> 50) % 250);
 		size_t take = FIRN_MIN((size_t)n, len - off);
 
 		memcpy(buf + off, line, take);

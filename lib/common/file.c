@@ -177,7 +177,8 @@ firn_rm_rf(const char *path)
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >= (int)sizeof(child)) {
+		if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >=
+		    (int)sizeof(child)) {
 			rc = -ENAMETOOLONG;
 			continue;
 		}

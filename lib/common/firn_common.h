@@ -89,7 +89,7 @@ enum firn_log_level {
 void firn_log_set_level(enum firn_log_level level);
 enum firn_log_level firn_log_get_level(void);
 void firn_log_write(enum firn_log_level level, const char *component, const char *fmt, ...)
-	FIRN_PRINTF(3, 4);
+        FIRN_PRINTF(3, 4);
 
 #define FIRN_LOG(level, comp, ...)                                                                 \
 	do {                                                                                       \

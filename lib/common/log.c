@@ -41,6 +41,6 @@ firn_log_write(enum firn_log_level level, const char *component, const char *fmt
 	gmtime_r(&ts.tv_sec, &tm);
 	/* One fprintf per line so lines from threads do not interleave. */
 	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: %s\n", tm.tm_year + 1900,
-		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-		names[level <= FIRN_LOG_DEBUG ? level : FIRN_LOG_DEBUG], component, msg);
+	        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+	        names[level <= FIRN_LOG_DEBUG ? level : FIRN_LOG_DEBUG], component, msg);
 }

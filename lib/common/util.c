@@ -1,6 +1,7 @@
 /*
  * util.c - clocks, strict number parsing and hex.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,8 @@ int
 firn_parse_size(const char *s, uint64_t *out)
 {
 	unsigned long long v;
+	static const char suffixes[] = "kmgt";
+	const char *suffix;
 	unsigned shift = 0;
 	char *end;
 
@@ -76,12 +79,10 @@ firn_parse_size(const char *s, uint64_t *out)
 	v = strtoull(s, &end, 10);
 	if (errno == ERANGE)
 		return -ERANGE;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
+	/* K, M, G, T: 2^10, 2^20, 2^30, 2^40 */
+	if (*end != '\0' && (suffix = strchr(suffixes, tolower((unsigned char)*end))) != NULL) {
+		shift = 10u * (unsigned)(suffix - suffixes + 1);
+		end++;
 	}
 	if (shift && (*end == 'i' || *end == 'I'))
 		end++;

@@ -25,36 +25,48 @@ struct key_def {
 	uint64_t min, max;
 };
 
-#define STR(n, f) {n, K_STR, offsetof(struct firn_conf, f), sizeof(((struct firn_conf *)0)->f), 0, 0}
-#define U32(n, f, lo, hi) {n, K_U32, offsetof(struct firn_conf, f), 0, lo, hi}
-#define SIZE(n, f, lo, hi) {n, K_SIZE, offsetof(struct firn_conf, f), 0, lo, hi}
-#define BOOL(n, f) {n, K_BOOL, offsetof(struct firn_conf, f), 0, 0, 1}
+#define STR(n, f)                                                                                  \
+	{                                                                                          \
+		n, K_STR, offsetof(struct firn_conf, f), sizeof(((struct firn_conf *)0)->f), 0, 0  \
+	}
+#define U32(n, f, lo, hi)                                                                          \
+	{                                                                                          \
+		n, K_U32, offsetof(struct firn_conf, f), 0, lo, hi                                 \
+	}
+#define SIZE(n, f, lo, hi)                                                                         \
+	{                                                                                          \
+		n, K_SIZE, offsetof(struct firn_conf, f), 0, lo, hi                                \
+	}
+#define BOOL(n, f)                                                                                 \
+	{                                                                                          \
+		n, K_BOOL, offsetof(struct firn_conf, f), 0, 0, 1                                  \
+	}
 
 static const struct key_def keys[] = {
-	STR("data_dir", data_dir),
-	U32("writers", writers, 1, 64),
-	SIZE("segment_size", segment_size, 1 << 20, 1ull << 40),
-	SIZE("prealloc", prealloc, 0, 1ull << 34),
-	U32("flush_interval_us", flush_interval_us, 0, 1000000),
-	SIZE("shard_pending_max", shard_pending_max, 2 << 20, 1ull << 34),
-	BOOL("compress", compress),
-	BOOL("write_dsync", write_dsync),
-	U32("spare_segments", spare_segments, 0, 1024),
-	STR("kek", kek_hex),
-	STR("kek_file", kek_file),
-	STR("api", api),
-	STR("access_key_id", access_key_id),
-	STR("secret_access_key", secret_access_key),
-	STR("region", region),
-	STR("account_id", account_id),
-	BOOL("sigv4_verify", sigv4_verify),
-	BOOL("throttle", throttle),
-	U32("api_threads", api_threads, 1, 256),
-	STR("listen", listen),
-	STR("net", net),
-	STR("eal", eal),
-	STR("ip", ip),
-	STR("log_level", log_level),
+        STR("data_dir", data_dir),
+        U32("writers", writers, 1, 64),
+        SIZE("segment_size", segment_size, 1 << 20, 1ull << 40),
+        SIZE("prealloc", prealloc, 0, 1ull << 34),
+        U32("flush_interval_us", flush_interval_us, 0, 1000000),
+        SIZE("shard_pending_max", shard_pending_max, 2 << 20, 1ull << 34),
+        BOOL("compress", compress),
+        BOOL("write_dsync", write_dsync),
+        U32("spare_segments", spare_segments, 0, 1024),
+        STR("kek", kek_hex),
+        STR("kek_file", kek_file),
+        STR("api", api),
+        STR("access_key_id", access_key_id),
+        STR("secret_access_key", secret_access_key),
+        STR("region", region),
+        STR("account_id", account_id),
+        BOOL("sigv4_verify", sigv4_verify),
+        BOOL("throttle", throttle),
+        U32("api_threads", api_threads, 1, 256),
+        STR("listen", listen),
+        STR("net", net),
+        STR("eal", eal),
+        STR("ip", ip),
+        STR("log_level", log_level),
 };
 
 void
@@ -108,13 +120,13 @@ firn_conf_set(struct firn_conf *c, const char *key, const char *value)
 	case K_STR:
 		if (strlen(value) >= k->cap)
 			return firn_err_set(-EINVAL, "%s: value longer than %zu characters", key,
-					    k->cap - 1);
+			                    k->cap - 1);
 		memcpy(field, value, strlen(value) + 1);
 		return 0;
 	case K_BOOL:
 		if (firn_parse_bool(value, &b) < 0)
 			return firn_err_set(-EINVAL, "%s: '%s' is not a boolean (true/false)", key,
-					    value);
+			                    value);
 		*(bool *)field = b;
 		return 0;
 	case K_U32:
@@ -122,10 +134,10 @@ firn_conf_set(struct firn_conf *c, const char *key, const char *value)
 		rc = k->type == K_U32 ? firn_parse_u64(value, &v) : firn_parse_size(value, &v);
 		if (rc < 0)
 			return firn_err_set(-EINVAL, "%s: '%s' is not a %s", key, value,
-					    k->type == K_U32 ? "whole number" : "size (e.g. 64M)");
+			                    k->type == K_U32 ? "whole number" : "size (e.g. 64M)");
 		if (v < k->min || v > k->max)
 			return firn_err_set(-EINVAL, "%s: %s is outside %llu..%llu", key, value,
-					    (unsigned long long)k->min, (unsigned long long)k->max);
+			                    (unsigned long long)k->min, (unsigned long long)k->max);
 		if (k->type == K_U32)
 			*(uint32_t *)field = (uint32_t)v;
 		else
@@ -273,10 +285,10 @@ firn_conf_check(const struct firn_conf *c)
 		return firn_err_set(-EINVAL, "data_dir: must not be empty");
 	if (firn_conf_split_hostport(c->api, addr, sizeof(addr), &port) < 0)
 		return firn_err_set(-EINVAL, "api: '%s' is not ADDR:PORT (e.g. 127.0.0.1:4567)",
-				    c->api);
+		                    c->api);
 	if (firn_conf_split_hostport(c->listen, addr, sizeof(addr), &port) < 0)
 		return firn_err_set(-EINVAL, "listen: '%s' is not ADDR:PORT (e.g. 0.0.0.0:7400)",
-				    c->listen);
+		                    c->listen);
 	if (strcmp(c->net, "socket") != 0 && strcmp(c->net, "dpdk") != 0)
 		return firn_err_set(-EINVAL, "net: '%s' must be 'socket' or 'dpdk'", c->net);
 	if (c->kek_hex[0] && firn_hex_decode(c->kek_hex, kek, sizeof(kek)) < 0)
@@ -288,12 +300,12 @@ firn_conf_check(const struct firn_conf *c)
 	for (i = 0; i < 12; i++)
 		if (!isdigit((unsigned char)c->account_id[i]))
 			return firn_err_set(-EINVAL, "account_id: '%s' must be 12 digits",
-					    c->account_id);
+			                    c->account_id);
 	if (c->access_key_id[0] == '\0' || c->secret_access_key[0] == '\0')
 		return firn_err_set(-EINVAL, "access_key_id/secret_access_key: must not be empty");
 	if (strcmp(c->log_level, "err") && strcmp(c->log_level, "warn") &&
 	    strcmp(c->log_level, "info") && strcmp(c->log_level, "debug"))
 		return firn_err_set(-EINVAL, "log_level: '%s' must be err|warn|info|debug",
-				    c->log_level);
+		                    c->log_level);
 	return 0;
 }

@@ -57,9 +57,9 @@ struct firn_conf {
 	uint32_t api_threads;
 	/* data port */
 	char listen[FIRN_CONF_STR];
-	char net[16];			/* "socket" or "dpdk" */
+	char net[16]; /* "socket" or "dpdk" */
 	char eal[1024];
-	char ip[64];			/* ADDR/PREFIX for the DPDK port */
+	char ip[64]; /* ADDR/PREFIX for the DPDK port */
 	/* misc */
 	char log_level[16];
 };

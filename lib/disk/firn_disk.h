@@ -33,8 +33,8 @@ extern "C" {
 #define FIRN_DISK_DSYNC 1u
 
 struct firn_disk_cpl {
-	void *tag;	/* as given when the I/O was prepared */
-	int res;	/* bytes transferred, or -errno */
+	void *tag; /* as given when the I/O was prepared */
+	int res;   /* bytes transferred, or -errno */
 };
 
 struct firn_disk_queue;
@@ -51,10 +51,10 @@ struct firn_disk_ops {
 	int (*register_buffers)(struct firn_disk_queue *q, const struct iovec *iov, unsigned n);
 	/* Prepare a write (not yet submitted). -EBUSY when the queue is full. */
 	int (*write)(struct firn_disk_queue *q, int fd, const void *buf, size_t len, uint64_t off,
-		     unsigned flags, void *tag);
+	             unsigned flags, void *tag);
 	/* Prepare a read. */
 	int (*read)(struct firn_disk_queue *q, int fd, void *buf, size_t len, uint64_t off,
-		    void *tag);
+	            void *tag);
 	/* Prepare an fdatasync of fd. */
 	int (*fsync)(struct firn_disk_queue *q, int fd, void *tag);
 	/* Submit everything prepared. Returns the number submitted or -errno. */
@@ -64,7 +64,7 @@ struct firn_disk_ops {
 	 * (0 = do not wait). Returns the count or -errno.
 	 */
 	int (*reap)(struct firn_disk_queue *q, struct firn_disk_cpl *cpl, unsigned max,
-		    unsigned min_wait);
+	            unsigned min_wait);
 	/* I/Os prepared or in flight. */
 	unsigned (*inflight)(struct firn_disk_queue *q);
 };

@@ -102,8 +102,8 @@ struct firn_record {
 	uint16_t key_len;
 	const uint8_t *data;
 	uint32_t data_len;
-	int64_t ts_ms;		/* arrival time, assigned by the store on append */
-	uint64_t counter;	/* shard log position, assigned by the store */
+	int64_t ts_ms;    /* arrival time, assigned by the store on append */
+	uint64_t counter; /* shard log position, assigned by the store */
 	uint64_t producer_id;
 	uint64_t producer_seq;
 };

@@ -58,27 +58,27 @@ struct firn_store;
  * for that shard (e.g. -ENOSPC); records not yet durable stay pending.
  */
 typedef void (*firn_store_durable_fn)(void *arg, uint64_t stream_id, uint32_t shard,
-				      uint64_t durable_next, int status);
+                                      uint64_t durable_next, int status);
 
 struct firn_store_conf {
-	const char *dir;		/* data directory (created if missing) */
-	const uint8_t *kek;		/* 32-byte key-encryption key */
+	const char *dir;    /* data directory (created if missing) */
+	const uint8_t *kek; /* 32-byte key-encryption key */
 	uint32_t kek_id;
 	const struct firn_disk_ops *disk;
-	unsigned writers;		/* writer agents (>= 1) */
-	bool threaded;			/* start writer threads */
-	bool compress;			/* deflate blocks when it shrinks them */
-	uint64_t segment_size;		/* seal and roll a segment past this (default 64 MiB) */
-	uint64_t prealloc;		/* zeroed space kept ahead of the tail (default 8 MiB) */
-	uint32_t block_max;		/* packed bytes per block (default 1 MiB + 64 KiB) */
-	uint32_t flush_interval_us;	/* longest a record waits for company (default 200) */
-	uint64_t shard_pending_max;	/* pending bytes per shard before -EAGAIN (default 8 MiB) */
-	unsigned queue_depth;		/* I/Os in flight per writer (default 256) */
-	bool write_dsync;		/* RWF_DSYNC on every block write instead of one
-					 * fdatasync per group commit (default off; see
-					 * store.c: store_probe_flush()) */
-	unsigned spare_segments;	/* segment files to keep laid out (zeroed) ahead,
-					 * filled while the store is quiet (default 0) */
+	unsigned writers;           /* writer agents (>= 1) */
+	bool threaded;              /* start writer threads */
+	bool compress;              /* deflate blocks when it shrinks them */
+	uint64_t segment_size;      /* seal and roll a segment past this (default 64 MiB) */
+	uint64_t prealloc;          /* zeroed space kept ahead of the tail (default 8 MiB) */
+	uint32_t block_max;         /* packed bytes per block (default 1 MiB + 64 KiB) */
+	uint32_t flush_interval_us; /* longest a record waits for company (default 200) */
+	uint64_t shard_pending_max; /* pending bytes per shard before -EAGAIN (default 8 MiB) */
+	unsigned queue_depth;       /* I/Os in flight per writer (default 256) */
+	bool write_dsync;           /* RWF_DSYNC on every block write instead of one
+	                             * fdatasync per group commit (default off; see
+	                             * store.c: store_probe_flush()) */
+	unsigned spare_segments;    /* segment files to keep laid out (zeroed) ahead,
+	                             * filled while the store is quiet (default 0) */
 	firn_store_durable_fn on_durable;
 	void *on_durable_arg;
 };
@@ -114,8 +114,8 @@ int firn_store_shard_create(struct firn_store *st, uint64_t stream_id, uint32_t 
  *   -EINVAL    n is 0, or a key is longer than FIRN_PARTITION_KEY_MAX
  */
 int firn_store_append(struct firn_store *st, uint64_t stream_id, uint32_t shard,
-		      const struct firn_record *recs, unsigned n, uint64_t *first_counter,
-		      int64_t *ts_ms);
+                      const struct firn_record *recs, unsigned n, uint64_t *first_counter,
+                      int64_t *ts_ms);
 
 /*
  * Block until counter is durable in that shard or timeout_ms passes.
@@ -124,24 +124,24 @@ int firn_store_append(struct firn_store *st, uint64_t stream_id, uint32_t shard,
  * given, -ENOENT if the shard has no log.
  */
 int firn_store_wait_durable(struct firn_store *st, uint64_t stream_id, uint32_t shard,
-			    uint64_t counter, int timeout_ms);
+                            uint64_t counter, int timeout_ms);
 
 /* Ask writers to flush now instead of waiting out the flush interval. */
 void firn_store_flush(struct firn_store *st);
 
 struct firn_shard_stat {
-	uint64_t first_counter;		/* oldest retained record */
-	uint64_t next_counter;		/* counter the next append gets */
-	uint64_t durable_next;		/* all counters below are durable */
-	int64_t last_ts_ms;		/* arrival time of the newest durable record (0 if none) */
-	uint64_t bytes;			/* bytes on disk */
+	uint64_t first_counter; /* oldest retained record */
+	uint64_t next_counter;  /* counter the next append gets */
+	uint64_t durable_next;  /* all counters below are durable */
+	int64_t last_ts_ms;     /* arrival time of the newest durable record (0 if none) */
+	uint64_t bytes;         /* bytes on disk */
 	uint32_t segments;
 	bool sealed;
 };
 
 /* -ENOENT if the shard has no log. */
 int firn_store_shard_stat(struct firn_store *st, uint64_t stream_id, uint32_t shard,
-			  struct firn_shard_stat *out);
+                          struct firn_shard_stat *out);
 
 /*
  * Seal a shard: no more appends; wait until all it has is durable. *empty
@@ -149,7 +149,7 @@ int firn_store_shard_stat(struct firn_store *st, uint64_t stream_id, uint32_t sh
  * given (undefined when empty). Sealing is persisted. 0 or -errno.
  */
 int firn_store_shard_seal(struct firn_store *st, uint64_t stream_id, uint32_t shard,
-			  uint64_t *last_counter, bool *empty);
+                          uint64_t *last_counter, bool *empty);
 
 /* Drop every shard of a stream (deletes its files). */
 int firn_store_stream_drop(struct firn_store *st, uint64_t stream_id);
@@ -161,26 +161,26 @@ int firn_store_set_retention(struct firn_store *st, uint64_t stream_id, uint32_t
 int firn_store_gc(struct firn_store *st, int64_t now_ms);
 
 enum firn_read_from {
-	FIRN_READ_AT_COUNTER,	/* first record with counter >= req.counter */
-	FIRN_READ_AT_TIME,	/* first record with ts_ms >= req.ts_ms */
+	FIRN_READ_AT_COUNTER, /* first record with counter >= req.counter */
+	FIRN_READ_AT_TIME,    /* first record with ts_ms >= req.ts_ms */
 };
 
 struct firn_read_req {
 	enum firn_read_from from;
 	uint64_t counter;
 	int64_t ts_ms;
-	uint32_t max_records;	/* >= 1 */
-	size_t max_bytes;	/* data bytes; at least one record is returned if any */
+	uint32_t max_records; /* >= 1 */
+	size_t max_bytes;     /* data bytes; at least one record is returned if any */
 };
 
 struct firn_read_res {
-	struct firn_record *recs;	/* n records; pointers into res-owned memory */
+	struct firn_record *recs; /* n records; pointers into res-owned memory */
 	uint32_t n;
-	uint64_t next_counter;		/* where the next read should start */
-	uint64_t durable_next;		/* the shard's durable tip at the time of the read */
-	int64_t tip_ts_ms;		/* arrival time of the newest durable record */
-	uint64_t first_counter;		/* oldest retained (a trimmed start reads from here) */
-	void *mem;			/* internal */
+	uint64_t next_counter;  /* where the next read should start */
+	uint64_t durable_next;  /* the shard's durable tip at the time of the read */
+	int64_t tip_ts_ms;      /* arrival time of the newest durable record */
+	uint64_t first_counter; /* oldest retained (a trimmed start reads from here) */
+	void *mem;              /* internal */
 };
 
 /*
@@ -190,20 +190,20 @@ struct firn_read_res {
  * firn_read_res_free().
  */
 int firn_store_read(struct firn_store *st, uint64_t stream_id, uint32_t shard,
-		    const struct firn_read_req *req, struct firn_read_res *res);
+                    const struct firn_read_req *req, struct firn_read_res *res);
 void firn_read_res_free(struct firn_read_res *res);
 
 /* Counters for /metrics and benchmarks, summed over writers. */
 struct firn_store_stats {
 	uint64_t appended_records, appended_bytes;
 	uint64_t durable_records;
-	uint64_t blocks_written, bytes_written;	/* bytes incl. padding and headers */
-	uint64_t commits;			/* group commits */
+	uint64_t blocks_written, bytes_written; /* bytes incl. padding and headers */
+	uint64_t commits;                       /* group commits */
 	uint64_t write_errors;
-	uint64_t recovered_cut_bytes;		/* torn tails cut at open */
+	uint64_t recovered_cut_bytes; /* torn tails cut at open */
 	uint64_t quarantined_segments;
 	uint64_t gc_segments;
-	uint64_t spare_segments;		/* laid-out segment files ready for rolls */
+	uint64_t spare_segments; /* laid-out segment files ready for rolls */
 	/* fsync (commit) latency histogram: buckets of 2^i microseconds, i < 24 */
 	uint64_t commit_lat_us_log2[24];
 };

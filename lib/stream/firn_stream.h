@@ -56,15 +56,15 @@ enum firn_stream_status {
 const char *firn_stream_status_name(enum firn_stream_status s);
 
 struct firn_shard_info {
-	uint32_t index;			/* shardId-%012u */
-	struct firn_u128 start;		/* inclusive */
-	struct firn_u128 end;		/* inclusive */
-	int64_t parent;			/* index or -1 */
-	int64_t adjacent_parent;	/* index or -1 */
-	uint64_t start_counter;		/* first counter of this shard (0) */
+	uint32_t index;          /* shardId-%012u */
+	struct firn_u128 start;  /* inclusive */
+	struct firn_u128 end;    /* inclusive */
+	int64_t parent;          /* index or -1 */
+	int64_t adjacent_parent; /* index or -1 */
+	uint64_t start_counter;  /* first counter of this shard (0) */
 	bool closed;
-	uint64_t end_counter;		/* last counter assigned, valid when closed and !empty */
-	bool empty_at_close;		/* closed before any record was appended */
+	uint64_t end_counter; /* last counter assigned, valid when closed and !empty */
+	bool empty_at_close;  /* closed before any record was appended */
 	int64_t created_ms;
 	int64_t closed_ms;
 };
@@ -75,15 +75,15 @@ struct firn_tag {
 };
 
 struct firn_stream_info {
-	uint64_t id;			/* unique for the life of the data dir */
+	uint64_t id; /* unique for the life of the data dir */
 	char name[FIRN_STREAM_NAME_MAX + 1];
 	enum firn_stream_status status;
 	uint32_t retention_hours;
 	int64_t created_ms;
-	uint32_t nshards;		/* all shards, open and closed, by index */
+	uint32_t nshards;               /* all shards, open and closed, by index */
 	struct firn_shard_info *shards; /* shards[i].index == i */
 	uint32_t ntags;
-	struct firn_tag *tags;		/* sorted by key */
+	struct firn_tag *tags; /* sorted by key */
 	/*
 	 * The open shards' indexes sorted by range start, so firn_stream_route()
 	 * can binary-search. Filled by firn_catalog_get(); a snapshot built by
@@ -111,7 +111,7 @@ int firn_stream_name_check(const char *name);
  */
 #define FIRN_SHARDS_MAX 10000
 int firn_catalog_create(struct firn_catalog *c, const char *name, uint32_t nshards,
-			uint64_t *id_out);
+                        uint64_t *id_out);
 
 /* Remove a stream from the catalog. 0 or -ENOENT. */
 int firn_catalog_delete(struct firn_catalog *c, const char *name);
@@ -134,15 +134,15 @@ int firn_catalog_list(struct firn_catalog *c, char ***names, uint32_t *n);
  * -ENOSPC (more than FIRN_SHARDS_MAX open shards).
  */
 int firn_catalog_split(struct firn_catalog *c, const char *name, uint32_t shard,
-		       struct firn_u128 new_start, uint64_t end_counter, bool empty,
-		       uint32_t child_out[2]);
+                       struct firn_u128 new_start, uint64_t end_counter, bool empty,
+                       uint32_t child_out[2]);
 
 /*
  * Merge open adjacent shards a (lower range) and b. end_counter[i]/empty[i]
  * describe a and b as sealed. -ENOENT, -EINVAL (closed or not adjacent).
  */
 int firn_catalog_merge(struct firn_catalog *c, const char *name, uint32_t a, uint32_t b,
-		       const uint64_t end_counter[2], const bool empty[2], uint32_t *child_out);
+                       const uint64_t end_counter[2], const bool empty[2], uint32_t *child_out);
 
 /*
  * Close the given open shards (seal info as above) and add `target` new open
@@ -155,18 +155,18 @@ int firn_catalog_merge(struct firn_catalog *c, const char *name, uint32_t a, uin
  * 1..FIRN_SHARDS_MAX; -ENOENT, -EINVAL.
  */
 int firn_catalog_reshard_uniform(struct firn_catalog *c, const char *name, uint32_t target,
-				 const uint64_t *end_counters, const bool *empty);
+                                 const uint64_t *end_counters, const bool *empty);
 
 /* 24..8760 hours; -EINVAL outside. */
 int firn_catalog_set_retention(struct firn_catalog *c, const char *name, uint32_t hours);
 int firn_catalog_set_status(struct firn_catalog *c, const char *name,
-			    enum firn_stream_status status);
+                            enum firn_stream_status status);
 
 /* Add or overwrite tags; -EINVAL if the total would exceed FIRN_TAGS_MAX. */
 int firn_catalog_tag(struct firn_catalog *c, const char *name, const struct firn_tag *tags,
-		     uint32_t n);
+                     uint32_t n);
 int firn_catalog_untag(struct firn_catalog *c, const char *name, const char *const *keys,
-		       uint32_t n);
+                       uint32_t n);
 
 /*
  * The open shard whose range holds hash, from a snapshot: a binary search

@@ -164,10 +164,18 @@ main(void)
 				size_t at = firn_rng_below(&rng, len);
 
 				switch (firn_rng_below(&rng, 4)) {
-				case 0: buf[at] ^= (uint8_t)(1u << firn_rng_below(&rng, 8)); break;
-				case 1: buf[at] = (uint8_t)firn_rng_next(&rng); break;
-				case 2: len = at; break;
-				default: memset(buf + at, 0xff, FIRN_MIN((size_t)8, len - at)); break;
+				case 0:
+					buf[at] ^= (uint8_t)(1u << firn_rng_below(&rng, 8));
+					break;
+				case 1:
+					buf[at] = (uint8_t)firn_rng_next(&rng);
+					break;
+				case 2:
+					len = at;
+					break;
+				default:
+					memset(buf + at, 0xff, FIRN_MIN((size_t)8, len - at));
+					break;
 				}
 			}
 			if (firn_rng_below(&rng, 2))
@@ -182,7 +190,8 @@ main(void)
 		memcpy(buf, valid[v], (size_t)vlen[v]);
 		fix_crc(buf, (size_t)vlen[v]);
 		if (memcmp(buf, valid[v], (size_t)vlen[v]) != 0 ||
-		    firn_seg_block_open(cx, &ctx, valid[v], (size_t)vlen[v], 4096, &ent, &view) != 0) {
+		    firn_seg_block_open(cx, &ctx, valid[v], (size_t)vlen[v], 4096, &ent, &view) !=
+		            0) {
 			fprintf(stderr, "valid block %u does not open or fix_crc is wrong\n", v);
 			return 1;
 		}

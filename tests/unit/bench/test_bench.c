@@ -88,7 +88,7 @@ test_percentiles_vs_oracle(void **state)
 
 		if (!(got >= exact && (double)got <= (double)exact * (1.0 + 1.0 / 1024) + 1))
 			fail_msg("p%.2f: got %llu exact %llu", ps[k], (unsigned long long)got,
-				 (unsigned long long)exact);
+			         (unsigned long long)exact);
 	}
 	assert_true(firn_hist_percentile(h, 100) == v[N - 1]);
 	assert_true(h->min == v[0]);
@@ -99,7 +99,8 @@ test_percentiles_vs_oracle(void **state)
 static void
 test_merge(void **state)
 {
-	struct firn_hist *a = firn_hist_create(), *b = firn_hist_create(), *all = firn_hist_create();
+	struct firn_hist *a = firn_hist_create(), *b = firn_hist_create(),
+	                 *all = firn_hist_create();
 	struct firn_rng r;
 	int i;
 
@@ -199,9 +200,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buckets), cmocka_unit_test(test_percentiles_vs_oracle),
-		cmocka_unit_test(test_merge),	cmocka_unit_test(test_pacer),
-		cmocka_unit_test(test_keys),	cmocka_unit_test(test_data),
+	        cmocka_unit_test(test_buckets), cmocka_unit_test(test_percentiles_vs_oracle),
+	        cmocka_unit_test(test_merge),   cmocka_unit_test(test_pacer),
+	        cmocka_unit_test(test_keys),    cmocka_unit_test(test_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

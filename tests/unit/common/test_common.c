@@ -172,9 +172,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_err_chain), cmocka_unit_test(test_err_overflow),
-		cmocka_unit_test(test_parse),	  cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_files),	  cmocka_unit_test(test_agent),
+	        cmocka_unit_test(test_err_chain), cmocka_unit_test(test_err_overflow),
+	        cmocka_unit_test(test_parse),     cmocka_unit_test(test_hex),
+	        cmocka_unit_test(test_files),     cmocka_unit_test(test_agent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

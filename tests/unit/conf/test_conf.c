@@ -57,8 +57,8 @@ test_values(void **state)
 	(void)state;
 	firn_conf_defaults(&c);
 	p = write_conf("# comment\n\n data_dir = /srv/firn # trailing\n"
-		       "segment_size=128M\nwriters = 2\ncompress = off\n"
-		       "eal = \"--no-huge -m 1024 --vdev=net_af_packet0,iface=fa0\"\n");
+	               "segment_size=128M\nwriters = 2\ncompress = off\n"
+	               "eal = \"--no-huge -m 1024 --vdev=net_af_packet0,iface=fa0\"\n");
 	assert_int_equal(firn_conf_load(&c, p), 0);
 	unlink(p);
 	assert_string_equal(c.data_dir, "/srv/firn");
@@ -154,12 +154,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sample_is_defaults),
-		cmocka_unit_test(test_values),
-		cmocka_unit_test(test_bad_lines),
-		cmocka_unit_test(test_check),
-		cmocka_unit_test(test_hostport),
-		cmocka_unit_test(test_env),
+	        cmocka_unit_test(test_sample_is_defaults), cmocka_unit_test(test_values),
+	        cmocka_unit_test(test_bad_lines),          cmocka_unit_test(test_check),
+	        cmocka_unit_test(test_hostport),           cmocka_unit_test(test_env),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -502,16 +502,16 @@ test_pool_bound(void **state)
 	assert_int_equal(t->credit_max_seq, granted);
 	/* Let the store work, and resend what is unanswered until all are in. */
 	for (round = 0; round < 4000; round++) {
-		struct trec *todo = calloc(n, sizeof(*todo));
+		struct trec *rest = calloc(n, sizeof(*rest));
 		unsigned k = 0;
 
 		for (unsigned i = 0; i < n; i++)
 			if (t->acks[recs[i].seq].status != FIRN_PROTO_OK ||
 			    t->acks[recs[i].seq].answers == 0)
-				todo[k++] = recs[i];
+				rest[k++] = recs[i];
 		if (k > 0)
-			tp_send(b, t, todo, k, "pool");
-		free(todo);
+			tp_send(b, t, rest, k, "pool");
+		free(rest);
 		if (k == 0)
 			break;
 		bench_pump(b, 3, true);
