@@ -178,15 +178,14 @@ commit(struct firn_catalog *c, uint32_t pos, struct firn_stream_info *next)
 	return 0;
 }
 
-/* A private copy of stream pos to change, or NULL (error set). */
-static struct firn_stream_info *
-edit_copy(const struct firn_catalog *c, uint32_t pos)
+/* A private copy of stream pos to change into *out. 0 or -ENOMEM (error set). */
+static int
+edit_copy(const struct firn_catalog *c, uint32_t pos, struct firn_stream_info **out)
 {
-	struct firn_stream_info *s = stream_info_dup(c->streams[pos]);
-
-	if (s == NULL)
-		firn_err_set(-ENOMEM, "stream '%s': out of memory", c->streams[pos]->name);
-	return s;
+	*out = stream_info_dup(c->streams[pos]);
+	if (*out == NULL)
+		return firn_err_set(-ENOMEM, "stream '%s': out of memory", c->streams[pos]->name);
+	return 0;
 }
 
 /* ---- shard helpers ------------------------------------------------------------ */
@@ -483,11 +482,9 @@ firn_catalog_split(struct firn_catalog *c, const char *name, uint32_t shard,
 		                  c->streams[pos]->nopen, FIRN_SHARDS_MAX);
 		goto out;
 	}
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
+	rc = edit_copy(c, pos, &s);
+	if (rc < 0)
 		goto out;
-	}
 	rc = reserve_shards(s, 2);
 	if (rc < 0)
 		goto out;
@@ -549,11 +546,9 @@ firn_catalog_merge(struct firn_catalog *c, const char *name, uint32_t a, uint32_
 		                  a, b, name, a, b);
 		goto out;
 	}
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
+	rc = edit_copy(c, pos, &s);
+	if (rc < 0)
 		goto out;
-	}
 	rc = reserve_shards(s, 1);
 	if (rc < 0)
 		goto out;
@@ -612,11 +607,9 @@ firn_catalog_reshard_uniform(struct firn_catalog *c, const char *name, uint32_t 
 	rc = lookup(c, name, &pos);
 	if (rc < 0)
 		goto out;
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
+	rc = edit_copy(c, pos, &s);
+	if (rc < 0)
 		goto out;
-	}
 	/* The old open shards in hash order, captured before new ones are added. */
 	nold = s->nopen;
 	old = malloc(((size_t)nold + 1) * sizeof(*old));
@@ -669,61 +662,53 @@ out:
 
 /* ---- settings ---------------------------------------------------------------- */
 
-int
-firn_catalog_set_retention(struct firn_catalog *c, const char *name, uint32_t hours)
+/* Change one scalar field of a stream: the shared body of the setters below. */
+enum stream_field { FIELD_RETENTION, FIELD_STATUS };
+
+static int
+set_field(struct firn_catalog *c, const char *name, enum stream_field f, uint32_t v)
 {
 	struct firn_stream_info *s;
 	uint32_t pos;
 	int rc;
 
-	if (hours < FIRN_RETENTION_MIN_H || hours > FIRN_RETENTION_MAX_H)
-		return firn_err_set(
-		        -EINVAL, "retention of %u hours for stream '%s' is outside %u..%u", hours,
-		        name ? name : "", FIRN_RETENTION_MIN_H, FIRN_RETENTION_MAX_H);
 	pthread_mutex_lock(&c->lock);
 	rc = lookup(c, name, &pos);
 	if (rc < 0)
 		goto out;
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
+	rc = edit_copy(c, pos, &s);
+	if (rc < 0)
 		goto out;
-	}
-	s->retention_hours = hours;
+	if (f == FIELD_RETENTION)
+		s->retention_hours = v;
+	else
+		s->status = (enum firn_stream_status)v;
 	rc = commit(c, pos, s);
 	if (rc < 0)
-		firn_err_wrap(rc, "set retention of stream '%s'", name);
+		firn_err_wrap(rc, "set %s of stream '%s'",
+		              f == FIELD_RETENTION ? "retention" : "status", name);
 out:
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 
 int
+firn_catalog_set_retention(struct firn_catalog *c, const char *name, uint32_t hours)
+{
+	if (hours < FIRN_RETENTION_MIN_H || hours > FIRN_RETENTION_MAX_H)
+		return firn_err_set(
+		        -EINVAL, "retention of %u hours for stream '%s' is outside %u..%u", hours,
+		        name ? name : "", FIRN_RETENTION_MIN_H, FIRN_RETENTION_MAX_H);
+	return set_field(c, name, FIELD_RETENTION, hours);
+}
+
+int
 firn_catalog_set_status(struct firn_catalog *c, const char *name, enum firn_stream_status status)
 {
-	struct firn_stream_info *s;
-	uint32_t pos;
-	int rc;
-
 	if ((unsigned)status > FIRN_STREAM_DELETING)
 		return firn_err_set(-EINVAL, "stream '%s': unknown status %d", name ? name : "",
 		                    (int)status);
-	pthread_mutex_lock(&c->lock);
-	rc = lookup(c, name, &pos);
-	if (rc < 0)
-		goto out;
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	s->status = status;
-	rc = commit(c, pos, s);
-	if (rc < 0)
-		firn_err_wrap(rc, "set status of stream '%s'", name);
-out:
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return set_field(c, name, FIELD_STATUS, (uint32_t)status);
 }
 
 static int
@@ -770,11 +755,9 @@ firn_catalog_tag(struct firn_catalog *c, const char *name, const struct firn_tag
 	rc = lookup(c, name, &pos);
 	if (rc < 0)
 		goto out;
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
+	rc = edit_copy(c, pos, &s);
+	if (rc < 0)
 		goto out;
-	}
 	/* Room for the worst case (all new); the count is checked as keys land. */
 	t = realloc(s->tags, ((size_t)s->ntags + n + 1) * sizeof(*t));
 	if (t == NULL) {
@@ -827,11 +810,9 @@ firn_catalog_untag(struct firn_catalog *c, const char *name, const char *const *
 	rc = lookup(c, name, &pos);
 	if (rc < 0)
 		goto out;
-	s = edit_copy(c, pos);
-	if (s == NULL) {
-		rc = -ENOMEM;
+	rc = edit_copy(c, pos, &s);
+	if (rc < 0)
 		goto out;
-	}
 	/* Keys that are not there are ignored, as RemoveTagsFromStream does. */
 	for (uint32_t i = 0; i < n; i++) {
 		if (!tag_find(s, keys[i], &at))

@@ -21,47 +21,7 @@
 
 #include "client_test.h"
 
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-#define HAVE_INTERPOSE 1
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-
-static __thread int counting;
-static __thread unsigned long allocs;
-
-void *
-malloc(size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_malloc(n);
-}
-
-void *
-calloc(size_t a, size_t b)
-{
-	if (counting)
-		allocs++;
-	return __libc_calloc(a, b);
-}
-
-void *
-realloc(void *p, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_realloc(p, n);
-}
-
-void
-free(void *p)
-{
-	__libc_free(p);
-}
-#endif
+#include "../alloc_count.h"
 
 #ifdef HAVE_INTERPOSE
 static unsigned acked;

@@ -29,47 +29,8 @@
 #include "firn_proto.h"
 #include "proto_test.h"
 
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-#define HAVE_INTERPOSE 1
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-
-static volatile int counting;
-static volatile unsigned long allocs;
-
-void *
-malloc(size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_malloc(n);
-}
-
-void *
-calloc(size_t a, size_t b)
-{
-	if (counting)
-		allocs++;
-	return __libc_calloc(a, b);
-}
-
-void *
-realloc(void *p, size_t n)
-{
-	if (counting)
-		allocs++;
-	return __libc_realloc(p, n);
-}
-
-void
-free(void *p)
-{
-	__libc_free(p);
-}
-#endif
+#define ALLOC_COUNT_STORAGE static volatile
+#include "../alloc_count.h"
 
 static uint8_t pkt[FIRN_PROTO_DGRAM_MAX], out[FIRN_PROTO_DGRAM_MAX];
 static uint8_t big[100000];
