@@ -127,12 +127,29 @@ firn_keygen_next(struct firn_keygen *k)
 	return v < k->n ? v : k->n - 1;
 }
 
+/*
+ * "k" and the decimal digits of i, NUL-terminated, truncated to cap - 1
+ * bytes like snprintf. By hand because it runs once per generated record
+ * and snprintf's format machinery was 5 % of a 100-byte-record producer.
+ */
 size_t
 firn_key_format(uint64_t i, char *buf, size_t cap)
 {
-	int n = snprintf(buf, cap, "k%llu", (unsigned long long)i);
+	char tmp[24];
+	size_t d = 0, n;
 
-	return n < 0 ? 0 : FIRN_MIN((size_t)n, cap - 1);
+	if (cap == 0)
+		return 0;
+	do {
+		tmp[d++] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i != 0);
+	tmp[d++] = 'k';
+	n = FIRN_MIN(d, cap - 1);
+	for (size_t j = 0; j < n; j++)
+		buf[j] = tmp[d - 1 - j];
+	buf[n] = '\0';
+	return n;
 }
 
 static const char *const hosts[] = {"web-01", "web-02", "web-03", "api-01", "api-02", "db-01"};

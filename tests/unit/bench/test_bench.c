@@ -174,6 +174,12 @@ test_keys(void **state)
 	assert_true(cz[0] > 20 * (cz[500] + 1));
 	assert_int_equal(firn_key_format(123, buf, sizeof(buf)), 4);
 	assert_string_equal(buf, "k123");
+	assert_int_equal(firn_key_format(0, buf, sizeof(buf)), 2);
+	assert_string_equal(buf, "k0");
+	assert_int_equal(firn_key_format(UINT64_MAX, buf, sizeof(buf)), 21);
+	assert_string_equal(buf, "k18446744073709551615");
+	assert_int_equal(firn_key_format(98765, buf, 4), 3); /* truncated like snprintf */
+	assert_string_equal(buf, "k98");
 	firn_keygen_destroy(u);
 	firn_keygen_destroy(z);
 }
