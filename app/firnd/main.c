@@ -37,6 +37,7 @@
 #include "firn_net.h"
 #include "firn_net_dpdk.h"
 #include "firn_net_socket.h"
+#include "firn_record.h"
 #include "firn_store.h"
 #include "firn_stream.h"
 
@@ -226,7 +227,7 @@ main(int argc, char **argv)
 	const struct firn_net_ops *net_ops;
 	struct firn_net_port *port;
 	struct firn_ingest *ing;
-	uint8_t cookie[32];
+	uint8_t cookie[32], iter_secret[32];
 	struct firn_catalog *cat;
 	struct firn_store *st;
 	struct firn_api *api;
@@ -375,6 +376,9 @@ main(int argc, char **argv)
 	sync_retention(cat, st);
 
 	firn_api_conf_defaults(&ac);
+	if (firn_kdf(kek, "firn1 iterator key", iter_secret) < 0)
+		die_config(firn_err_msg());
+	ac.iterator_secret = iter_secret;
 	ac.bind = conf.api;
 	ac.catalog = cat;
 	ac.store = st;

@@ -62,6 +62,12 @@ struct firn_api_conf {
 	 */
 	size_t (*metrics_extra)(void *arg, char *buf, size_t cap);
 	void *metrics_extra_arg;
+	/*
+	 * Optional: 32 bytes that key the HMAC of shard iterators and
+	 * pagination tokens (firnd passes firn_kdf(kek, "firn1 iterator key")),
+	 * so they stay valid across a restart. NULL: a random key per start.
+	 */
+	const uint8_t *iterator_secret;
 };
 
 void firn_api_conf_defaults(struct firn_api_conf *conf);

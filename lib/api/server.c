@@ -629,7 +629,10 @@ firn_api_start(const struct firn_api_conf *conf)
 		firn_err_set(-EINVAL, "api: account_id '%s' must be 12 digits", api->account_id);
 		goto fail;
 	}
-	if (RAND_bytes(api->iter_key, sizeof(api->iter_key)) != 1 ||
+	if (conf->iterator_secret != NULL)
+		memcpy(api->iter_key, conf->iterator_secret, sizeof(api->iter_key));
+	if ((conf->iterator_secret == NULL &&
+	     RAND_bytes(api->iter_key, sizeof(api->iter_key)) != 1) ||
 	    RAND_bytes((unsigned char *)&api->boot_id, sizeof(api->boot_id)) != 1) {
 		firn_err_set(-EIO, "api: no randomness for the iterator key");
 		goto fail;

@@ -24,9 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <openssl/kdf.h>
-
 #include "ingest_internal.h"
 
 #define MiB (1ull << 20)
@@ -49,20 +46,7 @@ firn_ingest_conf_defaults(struct firn_ingest_conf *c)
 int
 firn_ingest_cookie_secret(const uint8_t kek[32], uint8_t out[32])
 {
-	static const char label[] = "firn1 cookie secret";
-	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-	size_t len = 32;
-	int ok;
-
-	ok = pc != NULL && EVP_PKEY_derive_init(pc) > 0 &&
-	     EVP_PKEY_CTX_set_hkdf_md(pc, EVP_sha256()) > 0 &&
-	     EVP_PKEY_CTX_set1_hkdf_key(pc, kek, 32) > 0 &&
-	     EVP_PKEY_CTX_add1_hkdf_info(pc, (const unsigned char *)label, sizeof(label) - 1) > 0 &&
-	     EVP_PKEY_derive(pc, out, &len) > 0 && len == 32;
-	EVP_PKEY_CTX_free(pc);
-	if (!ok)
-		return firn_err_set(-EIO, "cookie secret: OpenSSL HKDF failed");
-	return 0;
+	return firn_kdf(kek, "firn1 cookie secret", out);
 }
 
 static int

@@ -74,6 +74,13 @@ struct firn_u128 firn_u128_from_u64(uint64_t v);
 void firn_hash_key(const void *partition_key, size_t len, struct firn_u128 *out);
 
 /*
+ * A 32-byte secret for one use (label, e.g. "firn1 cookie secret"), derived
+ * from the key-encryption key by HKDF-SHA256, so it is the same after a
+ * restart and different for every label. 0 or -EIO. Allocates: start-up only.
+ */
+int firn_kdf(const uint8_t secret[32], const char *label, uint8_t out[32]);
+
+/*
  * Check a partition key: 1..256 bytes, valid UTF-8. 0 or -EINVAL (empty,
  * invalid UTF-8) or -E2BIG (too long).
  */

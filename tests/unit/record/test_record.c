@@ -550,6 +550,32 @@ test_partition_key(void **state)
 	assert_int_equal(firn_partition_key_check(big, FIRN_PARTITION_KEY_MAX - 1), -EINVAL);
 }
 
+/*
+ * firn_kdf is HKDF-SHA256 (RFC 5869) with no salt: the expected bytes were
+ * computed independently with Python's hmac (PRK = HMAC(0^32, kek), OKM =
+ * HMAC(PRK, label || 0x01)). Different labels give unrelated secrets.
+ */
+static void
+test_kdf(void **state)
+{
+	static const uint8_t want[32] = {0x81, 0x68, 0x2c, 0x1c, 0x42, 0x17, 0x79, 0x10,
+	                                 0xa9, 0xc1, 0x7c, 0x86, 0xb9, 0xd3, 0x10, 0x75,
+	                                 0xd9, 0x28, 0xaf, 0x44, 0x33, 0x7d, 0x1d, 0xe5,
+	                                 0x98, 0xfa, 0x20, 0x31, 0xc6, 0x22, 0x99, 0x1e};
+	uint8_t kek[32], a[32], b[32];
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		kek[i] = (uint8_t)i;
+	assert_int_equal(firn_kdf(kek, "firn1 iterator key", a), 0);
+	assert_memory_equal(a, want, 32);
+	assert_int_equal(firn_kdf(kek, "firn1 cookie secret", b), 0);
+	assert_memory_not_equal(a, b, 32);
+	kek[31] ^= 1;
+	assert_int_equal(firn_kdf(kek, "firn1 iterator key", b), 0);
+	assert_memory_not_equal(a, b, 32);
+}
+
 int
 main(void)
 {
@@ -567,6 +593,7 @@ main(void)
 	        cmocka_unit_test(test_seq_ordering),
 	        cmocka_unit_test(test_seq_reject),
 	        cmocka_unit_test(test_partition_key),
+	        cmocka_unit_test(test_kdf),
 	};
 	const char *seed = getenv("FIRN_TEST_SEED");
 	uint64_t s = 0x5eed;
