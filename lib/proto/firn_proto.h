@@ -771,10 +771,11 @@ void firn_proto_session_grant(struct firn_proto_session *ss, uint64_t records_he
                               uint32_t window);
 /*
  * Build and seal the session's next datagram to the client: ACK_RECEIVED if
- * DATA arrived since the last ack (or force), the credit if it changed,
- * queued durable entries as far as they fit. Returns its length, 0 when
- * there is nothing to say, or -errno. Call again while it returns > 0 and
- * entries remain (firn_proto_session_tx_pending()).
+ * DATA arrived since the last ack (or force), the credit if it changed (or
+ * force: a PING or ACK_NOW gets the grant again, in case the datagram that
+ * carried it was lost), queued durable entries as far as they fit. Returns
+ * its length, 0 when there is nothing to say, or -errno. Call again while it
+ * returns > 0 and entries remain (firn_proto_session_tx_pending()).
  */
 int firn_proto_session_flush(struct firn_proto_server *s, struct firn_proto_session *ss,
                              uint64_t now_ms, bool force_ack, uint8_t *out, size_t cap);

@@ -22,8 +22,9 @@
  * answer plus a counter.
  *
  * TX (firn_proto_session_flush). One sealed datagram carries a RECEIVED ack
- * built from the replay window, the credit grant if it changed, and as many
- * queued DURABLE entries as fit.
+ * built from the replay window, the credit grant if it changed or the client
+ * asked (so a lost grant is repeated), and as many queued DURABLE entries as
+ * fit.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -1071,9 +1072,16 @@ firn_proto_session_flush(struct firn_proto_server *s, struct firn_proto_session 
 
 	if (ss->state != SESS_LIVE)
 		return -ENOTCONN;
+	/*
+	 * A grant is sent when it changed, and again whenever the client asks
+	 * (PING, ACK_NOW): the datagram carrying a grant may be lost, and a
+	 * producer that has used all its credit and has nothing in flight
+	 * would otherwise wait for a raise that never comes.
+	 */
 	if (p != NULL) {
 		window = FIRN_MIN(p->credit.window, (uint64_t)UINT32_MAX);
-		credit = p->credit.max_seq != ss->sent_max_seq || window != ss->sent_window;
+		credit = force_ack || p->credit.max_seq != ss->sent_max_seq ||
+		         window != ss->sent_window;
 	}
 	if (ss->rx_since_ack == 0 && !force_ack && !credit && ss->ackq_n == 0)
 		return 0;

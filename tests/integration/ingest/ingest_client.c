@@ -19,7 +19,9 @@
  *	(DUPLICATE) must repeat its first (shard, counter) exactly. --impair
  *	drops, duplicates and reorders our own datagrams (and drops received
  *	ones) at the given percentages; --rate paces new records at R per
- *	second (open loop; resends are not paced). Writes "seq shard counter" per acked
+ *	second (open loop; resends are not paced). With nothing in flight
+ *	(out of credit, or paced) it PINGs every 200 ms, which gets firnd's
+ *	current credit grant again. Writes "seq shard counter" per acked
  *	record to the ack log and a summary line; exits 0 only if every record
  *	was acked OK and no answer contradicted another.
  *
@@ -146,9 +148,9 @@ struct sender {
 	uint64_t base; /* lowest seq not DONE/FAILED */
 	uint64_t next; /* next seq never sent */
 	uint64_t inflight_bytes;
-	uint64_t last_auth_ms, conn_start_ms;
+	uint64_t last_auth_ms, conn_start_ms, last_tx_ms;
 	uint64_t done, failed, resends, dup_answers, overloaded, handshakes, bad, dgrams_tx;
-	uint64_t dropped_tx, dropped_rx, dup_tx;
+	uint64_t dropped_tx, dropped_rx, dup_tx, pings, tx_blocked;
 	uint8_t held[FIRN_PROTO_DGRAM_MAX]; /* a datagram held back to reorder */
 	size_t held_len;
 	uint8_t *data;
@@ -168,13 +170,21 @@ rnd100(struct sender *s)
 	return (unsigned)(s->rng % 10000);
 }
 
+/*
+ * EPERM is a firewall rule dropping the datagram on its way out (the loss
+ * tests' nftables); like any other loss it is counted, not reported.
+ */
 static void
 raw_send(struct sender *s, const uint8_t *b, size_t len)
 {
-	if (sendto(s->fd, b, len, 0, (const struct sockaddr *)&s->srv, sizeof(s->srv)) < 0 &&
-	    errno != EAGAIN && errno != ECONNREFUSED)
-		fprintf(stderr, "sendto: %s\n", strerror(errno));
+	if (sendto(s->fd, b, len, 0, (const struct sockaddr *)&s->srv, sizeof(s->srv)) < 0) {
+		if (errno == EPERM)
+			s->tx_blocked++;
+		else if (errno != EAGAIN && errno != ECONNREFUSED)
+			fprintf(stderr, "sendto: %s\n", strerror(errno));
+	}
 	s->dgrams_tx++;
+	s->last_tx_ms = now_ms();
 }
 
 /* Our own lossy, duplicating, reordering link (percentages in hundredths). */
@@ -211,6 +221,30 @@ connect_start(struct sender *s)
 	s->conn_start_ms = now_ms();
 	if (n > 0)
 		dgram_send(s, out, (size_t)n);
+}
+
+/*
+ * A PING with ACK_NOW: firnd answers at once with its RECEIVED ack and its
+ * current credit grant (doc/protocol.md §11). We send one every 200 ms
+ * while records wait but none is in flight. Out of credit, the datagram
+ * that carried the last grant may have been lost, and nothing else would
+ * make firnd say it again; paced, it keeps the liveness check fed.
+ */
+static void
+send_ping(struct sender *s)
+{
+	static uint8_t buf[FIRN_PROTO_DGRAM_MAX];
+	struct firn_proto_enc e;
+	int n;
+
+	if (firn_proto_client_enc_begin(s->c, &e, buf, sizeof(buf), FIRN_PROTO_F_ACK_NOW) < 0 ||
+	    firn_proto_enc_ping(&e) < 0)
+		return;
+	n = firn_proto_client_seal(s->c, &e);
+	if (n > 0) {
+		dgram_send(s, buf, (size_t)n);
+		s->pings++;
+	}
 }
 
 /* A new session: fresh credit, and everything unanswered goes again at once. */
@@ -538,8 +572,11 @@ cmd_send(void)
 			continue;
 		}
 		}
-		/* Liveness (§11): records in flight and the server silent for 3 s. */
-		if (s.next > s.base && now > s.last_auth_ms + 3000) {
+		/*
+		 * Liveness (§11): records to send (in flight, or waiting for
+		 * credit) and the server silent for 3 s, PINGs unanswered.
+		 */
+		if (now > s.last_auth_ms + 3000) {
 			fprintf(stderr, "server silent for 3 s: handshaking again\n");
 			connect_start(&s);
 			continue;
@@ -584,6 +621,8 @@ cmd_send(void)
 		}
 		if (nb > 0)
 			send_recs(&s, batch, nb);
+		else if (s.next == s.base && now >= s.last_tx_ms + 200)
+			send_ping(&s); /* nothing in flight: out of credit, or paced */
 		pump_rx(&s, nb > 0 ? 0 : 2);
 	}
 	{
@@ -593,10 +632,10 @@ cmd_send(void)
 		       "rec_per_s=%.0f resends=%" PRIu64 " dup_answers=%" PRIu64
 		       " overloaded=%" PRIu64 " handshakes=%" PRIu64 " dgrams=%" PRIu64
 		       " impaired_tx_drop=%" PRIu64 " tx_dup=%" PRIu64 " rx_drop=%" PRIu64
-		       " contradictions=%" PRIu64 "\n",
+		       " tx_blocked=%" PRIu64 " pings=%" PRIu64 " contradictions=%" PRIu64 "\n",
 		       opt.records, s.done, s.failed, secs, secs > 0 ? (double)s.done / secs : 0.0,
 		       s.resends, s.dup_answers, s.overloaded, s.handshakes, s.dgrams_tx,
-		       s.dropped_tx, s.dup_tx, s.dropped_rx, s.bad);
+		       s.dropped_tx, s.dup_tx, s.dropped_rx, s.tx_blocked, s.pings, s.bad);
 	}
 	if (opt.ack_log != NULL) {
 		FILE *f = fopen(opt.ack_log, "w");

@@ -26,6 +26,7 @@ DPDK_IP=${LAB_DPDK_IP%/*}
 
 # start_dpdk LOGNAME: firnd on the host end of the veth
 start_dpdk() {
+	EAL_PREFIXES="$EAL_PREFIXES fid$$$1"
 	start_firnd "$1" --net dpdk --listen "0.0.0.0:7400" --api "127.0.0.1:$API" \
 		--ip "$LAB_DPDK_IP" \
 		--eal "--no-huge -m 1024 --no-shconf --no-pci --no-telemetry --file-prefix=fid$$$1 --vdev=net_af_packet0,iface=$LAB_HOST_IF"

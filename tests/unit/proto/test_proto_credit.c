@@ -5,7 +5,8 @@
  * invariants), then the server enforcing it on the RX path (records beyond
  * the grant are refused as OVERLOADED, not stored, and can be resent once
  * credit returns), and grants riding on the session's flushes to the client,
- * where reordered old grants cannot undo newer ones.
+ * where reordered old grants cannot undo newer ones and a forced flush (the
+ * client's PING) repeats a grant whose datagram was lost.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -263,9 +264,29 @@ test_grant_on_the_wire(void **state)
 	assert_int_equal(credits, 2);
 	assert_true(c.max_seq == 9000);
 	assert_true(c.window == 2u << 20);
-	/* A grant equal to the last one sent is not sent again. */
+	/* A grant equal to the last one sent is not sent again... */
 	firn_proto_session_grant(tp.ss, 9000, 2u << 20);
 	assert_int_equal(firn_proto_session_flush(tp.srv, tp.ss, tp.now, false, d1, sizeof(d1)), 0);
+	/*
+	 * ...unless the client asks (PING, ACK_NOW). Say d2 was lost: a client
+	 * with no credit left and nothing in flight has no other way to get it.
+	 */
+	c = firn_proto_client_params(tp.cli)->credit;
+	n = firn_proto_session_flush(tp.srv, tp.ss, tp.now, true, d1, sizeof(d1));
+	assert_true(n > 0);
+	n = firn_proto_client_open(tp.cli, d1, (size_t)n, &plain, &pn);
+	assert_true(n > 0);
+	credits = 0;
+	firn_proto_dec_init(&dec, plain, (size_t)n, false);
+	while (firn_proto_dec_next(&dec, &f) > 0) {
+		if (f.type != FIRN_PROTO_FR_CREDIT)
+			continue;
+		credits++;
+		assert_true(firn_proto_credit_apply(&c, pn, f.credit.max_seq, f.credit.window));
+	}
+	assert_int_equal(credits, 1);
+	assert_true(c.max_seq == 9000);
+	assert_true(c.window == 2u << 20);
 	test_pair_close(&tp);
 }
 
