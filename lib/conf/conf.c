@@ -66,6 +66,7 @@ static const struct key_def keys[] = {
         STR("net", net),
         STR("eal", eal),
         STR("ip", ip),
+        U32("rx_queues", rx_queues, 1, 16),
         STR("log_level", log_level),
 };
 
@@ -90,6 +91,7 @@ firn_conf_defaults(struct firn_conf *c)
 	c->api_threads = 4;
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7400");
 	snprintf(c->net, sizeof(c->net), "socket");
+	c->rx_queues = 1;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
 

@@ -59,7 +59,8 @@ struct firn_conf {
 	char listen[FIRN_CONF_STR];
 	char net[16]; /* "socket" or "dpdk" */
 	char eal[1024];
-	char ip[64]; /* ADDR/PREFIX for the DPDK port */
+	char ip[64];        /* ADDR/PREFIX for the DPDK port */
+	uint32_t rx_queues; /* RX queues = RX agent threads, 1..16 */
 	/* misc */
 	char log_level[16];
 };
