@@ -387,6 +387,11 @@ main(int argc, char **argv)
 	ic.cookie_secret = cookie;
 	ic.shard_pending_max = conf.shard_pending_max;
 	ic.rx_agents = conf.rx_queues;
+	ic.max_sessions = conf.max_sessions;
+	ic.max_producers = conf.max_producers;
+	ic.dedupe_window = conf.dedupe_window;
+	ic.max_waiting = conf.max_waiting;
+	ic.max_waiting_bytes = conf.max_waiting_bytes;
 	ing = firn_ingest_create(&ic);
 	if (ing == NULL)
 		die_config(firn_err_msg());
