@@ -57,6 +57,8 @@ usage(FILE *f)
 	           "  --net socket|dpdk    data-port backend (default socket)\n"
 	           "  --eal \"ARGS\"         DPDK EAL arguments (with --net dpdk)\n"
 	           "  --ip ADDR/PREFIX     the DPDK port's address\n"
+	           "  --rx-queues N        RX queues, one RX agent thread each (default 1)\n"
+	           "  --set KEY=VALUE      any config file key (repeatable; after --config)\n"
 	           "  --log-level L        err|warn|info|debug\n"
 	           "  --pidfile FILE       write the daemon's pid here once it is ready\n"
 	           "  --version, --help\n");
@@ -202,7 +204,20 @@ write_pidfile(const char *path)
 int
 main(int argc, char **argv)
 {
-	enum { O_CONFIG = 256, O_DATA, O_API, O_LISTEN, O_NET, O_EAL, O_IP, O_LOG, O_PID, O_VER };
+	enum {
+		O_CONFIG = 256,
+		O_DATA,
+		O_API,
+		O_LISTEN,
+		O_NET,
+		O_EAL,
+		O_IP,
+		O_RXQ,
+		O_SET,
+		O_LOG,
+		O_PID,
+		O_VER
+	};
 	static const struct option opts[] = {
 	        {"config", required_argument, NULL, O_CONFIG},
 	        {"data-dir", required_argument, NULL, O_DATA},
@@ -211,6 +226,8 @@ main(int argc, char **argv)
 	        {"net", required_argument, NULL, O_NET},
 	        {"eal", required_argument, NULL, O_EAL},
 	        {"ip", required_argument, NULL, O_IP},
+	        {"rx-queues", required_argument, NULL, O_RXQ},
+	        {"set", required_argument, NULL, O_SET},
 	        {"log-level", required_argument, NULL, O_LOG},
 	        {"pidfile", required_argument, NULL, O_PID},
 	        {"version", no_argument, NULL, O_VER},
@@ -218,7 +235,8 @@ main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	/* Flags apply after the file whatever their order: collect, then set. */
-	const char *over_key[16], *over_val[16];
+	const char *over_key[32], *over_val[32];
+	char set_keys[32][64];
 	const char *config = NULL, *pidfile = NULL;
 	struct firn_store_conf sc;
 	struct firn_api_conf ac;
@@ -263,6 +281,24 @@ main(int argc, char **argv)
 		case O_IP:
 			key = "ip";
 			break;
+		case O_RXQ:
+			key = "rx_queues";
+			break;
+		case O_SET: {
+			const char *eq = strchr(optarg, '=');
+			size_t kl = eq ? (size_t)(eq - optarg) : 0;
+
+			if (kl == 0 || kl >= sizeof(set_keys[0]) ||
+			    nover >= FIRN_ARRAY_SIZE(over_key)) {
+				fprintf(stderr, "firnd: --set wants KEY=VALUE, got '%s'\n", optarg);
+				return EXIT_CONFIG;
+			}
+			memcpy(set_keys[nover], optarg, kl);
+			set_keys[nover][kl] = '\0';
+			over_key[nover] = set_keys[nover];
+			over_val[nover++] = eq + 1;
+			break;
+		}
 		case O_LOG:
 			key = "log_level";
 			break;
@@ -350,6 +386,12 @@ main(int argc, char **argv)
 	ic.secret_access_key = conf.secret_access_key;
 	ic.cookie_secret = cookie;
 	ic.shard_pending_max = conf.shard_pending_max;
+	ic.rx_agents = conf.rx_queues;
+	ic.max_sessions = conf.max_sessions;
+	ic.max_producers = conf.max_producers;
+	ic.dedupe_window = conf.dedupe_window;
+	ic.max_waiting = conf.max_waiting;
+	ic.max_waiting_bytes = conf.max_waiting_bytes;
 	ing = firn_ingest_create(&ic);
 	if (ing == NULL)
 		die_config(firn_err_msg());
@@ -402,7 +444,7 @@ main(int argc, char **argv)
 	/* The data port: the rest of the pipeline does not know which driver runs. */
 	memset(&nc, 0, sizeof(nc));
 	nc.listen = conf.listen;
-	nc.rx_queues = 1;
+	nc.rx_queues = conf.rx_queues;
 	if (strcmp(conf.net, "dpdk") == 0) {
 		net_ops = &firn_net_dpdk_ops;
 		nc.eal = conf.eal;

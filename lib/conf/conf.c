@@ -66,6 +66,12 @@ static const struct key_def keys[] = {
         STR("net", net),
         STR("eal", eal),
         STR("ip", ip),
+        U32("rx_queues", rx_queues, 1, 16),
+        U32("max_sessions", max_sessions, 1, 1u << 24),
+        U32("max_producers", max_producers, 1, 1u << 24),
+        U32("dedupe_window", dedupe_window, 64, 1u << 20),
+        U32("max_waiting", max_waiting, 1024, 1u << 28),
+        SIZE("max_waiting_bytes", max_waiting_bytes, 1 << 20, 1ull << 40),
         STR("log_level", log_level),
 };
 
@@ -90,6 +96,12 @@ firn_conf_defaults(struct firn_conf *c)
 	c->api_threads = 4;
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7400");
 	snprintf(c->net, sizeof(c->net), "socket");
+	c->rx_queues = 1;
+	c->max_sessions = 1024;
+	c->max_producers = 1024;
+	c->dedupe_window = 1024;
+	c->max_waiting = 65536;
+	c->max_waiting_bytes = 256ull << 20;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
 
@@ -291,6 +303,9 @@ firn_conf_check(const struct firn_conf *c)
 		                    c->listen);
 	if (strcmp(c->net, "socket") != 0 && strcmp(c->net, "dpdk") != 0)
 		return firn_err_set(-EINVAL, "net: '%s' must be 'socket' or 'dpdk'", c->net);
+	if ((c->dedupe_window & (c->dedupe_window - 1)) != 0)
+		return firn_err_set(-EINVAL, "dedupe_window: %u must be a power of two (e.g. 1024)",
+		                    c->dedupe_window);
 	if (c->kek_hex[0] && firn_hex_decode(c->kek_hex, kek, sizeof(kek)) < 0)
 		return firn_err_set(-EINVAL, "kek: must be 64 hex digits (a 256-bit key)");
 	if (c->kek_hex[0] && c->kek_file[0])

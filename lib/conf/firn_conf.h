@@ -59,7 +59,14 @@ struct firn_conf {
 	char listen[FIRN_CONF_STR];
 	char net[16]; /* "socket" or "dpdk" */
 	char eal[1024];
-	char ip[64]; /* ADDR/PREFIX for the DPDK port */
+	char ip[64];        /* ADDR/PREFIX for the DPDK port */
+	uint32_t rx_queues; /* RX queues = RX agent threads, 1..16 */
+	/* UDP ingest limits (per RX agent; doc/protocol.md §12, doc/ingest.md) */
+	uint32_t max_sessions;
+	uint32_t max_producers;
+	uint32_t dedupe_window; /* a power of two */
+	uint32_t max_waiting;
+	uint64_t max_waiting_bytes;
 	/* misc */
 	char log_level[16];
 };

@@ -13,14 +13,18 @@
  * storage with its (shard, counter) in an ACK_DURABLE entry. doc/ingest.md
  * tells the whole story.
  *
- * Why one RX agent. lib/proto's producer table (each producer's dedupe
- * window and credit) belongs to one thread. Exactly-once across several RX
- * lcores needs every datagram of a producer on the same lcore, which RSS on
- * the UDP 4-tuple gives only until a producer reconnects from another
- * port. Until producers are pinned (a producer-id -> lcore steer on the
- * handshake), one agent owns the port's queue 0. The structures are per
- * agent already (n_agents in the rings, the counters), so adding queues is
- * the next step, not a rewrite.
+ * Several RX agents. conf.rx_agents agents each poll their own queue of
+ * the port (RSS or SO_REUSEPORT spreads datagrams over the queues by
+ * 4-tuple). lib/proto's producer table (each producer's dedupe window and
+ * credit) belongs to one thread, and exactly-once needs every datagram of a
+ * producer handled by the same one, whichever queue it arrived on and
+ * whichever source port the producer uses after a restart. So a producer
+ * is owned by agent hash(producer id) % rx_agents: an INIT is steered by
+ * the producer id it carries in clear, a session's id names the agent that
+ * minted it (firn_proto_session_tag), and a datagram that arrived on
+ * another agent's queue crosses to its owner over an SPSC ring per (agent,
+ * agent) pair, buffer and all (no copy). HELLOs are answered where they
+ * land (stateless; the cookie secret is shared).
  *
  * Use (firnd):
  *
@@ -91,6 +95,7 @@ struct firn_ingest_conf {
 	/* Restart: records per shard read back to rebuild the dedupe windows. */
 	unsigned seed_records; /* default 64 * dedupe_window */
 	unsigned burst;        /* datagrams per rx_burst; default 32, at most 256 */
+	unsigned rx_agents;    /* RX agents = the port's rx queues; default 1, at most 16 */
 	bool threaded;         /* run the agent on its own thread (false: tests) */
 	uint32_t idle_max_us;  /* longest idle sleep of the agent; default 200 */
 };
@@ -155,12 +160,14 @@ void firn_ingest_destroy(struct firn_ingest *ing);
 struct firn_ingest_stats {
 	/* datagrams */
 	uint64_t rx_datagrams, rx_bytes;
-	uint64_t rx_handshake; /* cleartext datagrams handed to the handshake */
-	uint64_t rx_data;      /* DATA datagrams that authenticated */
-	uint64_t rx_dropped;   /* malformed, unauthenticated, replayed, unknown session */
-	uint64_t resets_sent;  /* RESET for an unknown session */
-	uint64_t tx_datagrams; /* acks, credits, handshake answers sent */
-	uint64_t tx_dropped;   /* could not be sent (device queue full) */
+	uint64_t rx_handshake;    /* cleartext datagrams handed to the handshake */
+	uint64_t rx_data;         /* DATA datagrams that authenticated */
+	uint64_t rx_dropped;      /* malformed, unauthenticated, replayed, unknown session */
+	uint64_t handoffs;        /* datagrams passed to the agent that owns their producer */
+	uint64_t handoff_dropped; /* ... dropped because that agent's inbox was full */
+	uint64_t resets_sent;     /* RESET for an unknown session */
+	uint64_t tx_datagrams;    /* acks, credits, handshake answers sent */
+	uint64_t tx_dropped;      /* could not be sent (device queue full) */
 	/* records */
 	uint64_t records_new;      /* new records handed to routing */
 	uint64_t records_appended; /* taken by the store */

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "ingest_internal.h"
 
 #define MiB (1ull << 20)
@@ -67,6 +69,11 @@ conf_check(struct firn_ingest_conf *c)
 	    c->max_shards > (1u << 24))
 		return firn_err_set(-EINVAL, "ingest: max_waiting and max_shards must be > 0 "
 		                             "(max_shards at most 16M)");
+	if (c->rx_agents == 0)
+		c->rx_agents = 1;
+	if (c->rx_agents > INGEST_MAX_AGENTS)
+		return firn_err_set(-EINVAL, "ingest: rx_agents %u exceeds %u", c->rx_agents,
+		                    INGEST_MAX_AGENTS);
 	if (c->burst == 0)
 		c->burst = 32;
 	c->burst = FIRN_MIN(c->burst, (unsigned)INGEST_BURST_MAX);
@@ -94,12 +101,21 @@ firn_ingest_create(const struct firn_ingest_conf *conf)
 		free(ing);
 		return NULL;
 	}
-	if (conf->cookie_secret != NULL) {
+	/*
+	 * Every agent signs and checks cookies with the same secret: a HELLO is
+	 * answered by whichever agent's queue it reached, the INIT that follows
+	 * by the producer's owner. Without one from the KEK, one random secret.
+	 */
+	if (conf->cookie_secret != NULL)
 		memcpy(ing->cookie, conf->cookie_secret, 32);
-		ing->have_cookie = true;
+	else if (RAND_bytes(ing->cookie, 32) != 1) {
+		firn_err_set(-EIO, "ingest: no randomness for the cookie secret");
+		free(ing);
+		return NULL;
 	}
+	ing->have_cookie = true;
 	ing->conf.cookie_secret = NULL;
-	ing->n_agents = 1;
+	ing->n_agents = ing->conf.rx_agents;
 	ing->writers = ing->conf.writers;
 	nrings = (size_t)ing->writers * ing->n_agents;
 	ing->ctrs = aligned_alloc(FIRN_CACHE_LINE, ing->n_agents * sizeof(*ing->ctrs));
@@ -113,6 +129,14 @@ firn_ingest_create(const struct firn_ingest_conf *conf)
 		ing->rings[i].slots = calloc(INGEST_RING_SIZE, sizeof(struct ingest_dmsg));
 		if (ing->rings[i].slots == NULL)
 			goto nomem;
+	}
+	if (ing->n_agents > 1) {
+		size_t nh = (size_t)ing->n_agents * ing->n_agents;
+
+		ing->hrings = aligned_alloc(FIRN_CACHE_LINE, nh * sizeof(*ing->hrings));
+		if (ing->hrings == NULL)
+			goto nomem;
+		memset(ing->hrings, 0, nh * sizeof(*ing->hrings));
 	}
 	for (unsigned i = 0; i < ing->n_agents; i++)
 		if (ingest_agent_init(ing, &ing->agents[i], i) < 0)
@@ -185,6 +209,7 @@ agent_server(struct firn_ingest *ing, struct ingest_agent *a, uint16_t max_dgram
 	pc.credit_window = (uint32_t)FIRN_MIN((uint64_t)c->credit_window, c->shard_pending_max / 2);
 	pc.resolve = ingest_resolve;
 	pc.resolve_arg = a;
+	pc.session_tag = (uint8_t)a->idx;
 	a->srv = firn_proto_server_create(&pc);
 	if (a->srv == NULL)
 		return firn_err_wrap(firn_err_code() ? firn_err_code() : -ENOMEM,
@@ -201,7 +226,7 @@ agent_server(struct firn_ingest *ing, struct ingest_agent *a, uint16_t max_dgram
 	return 0;
 }
 
-/* Read one shard's recent durable records back into every agent's dedupe table. */
+/* Read one shard's recent durable records back into their producers' owners' dedupe tables. */
 static int
 seed_shard(struct firn_ingest *ing, uint64_t sid, uint32_t shard, uint64_t now_ms, uint64_t *n_out)
 {
@@ -209,6 +234,7 @@ seed_shard(struct firn_ingest *ing, uint64_t sid, uint32_t shard, uint64_t now_m
 	struct firn_shard_stat stat;
 	struct firn_read_req req = {0};
 	struct firn_read_res res;
+	struct ingest_agent *a;
 	uint64_t lo, hi;
 	int rc;
 
@@ -248,19 +274,17 @@ seed_shard(struct firn_ingest *ing, uint64_t sid, uint32_t shard, uint64_t now_m
 
 			if (r->producer_id == 0 || r->counter >= hi)
 				continue;
-			for (unsigned k = 0; k < ing->n_agents; k++) {
-				struct ingest_agent *a = &ing->agents[k];
-
-				if (firn_proto_dedupe_seed(firn_proto_server_dedupe(a->srv),
-				                           r->producer_id, r->producer_seq, shard,
-				                           r->counter, now_ms) < 0 &&
-				    !a->warned_seed) {
-					a->warned_seed = true;
-					FIRN_LOG(WARN, INGEST_LOG,
-					         "dedupe seeding: producer table full; raise "
-					         "max_producers (older producers' resends may be "
-					         "stored twice)");
-				}
+			/* Only the producer's owner will ever see its resends. */
+			a = &ing->agents[ingest_owner(ing, r->producer_id)];
+			if (firn_proto_dedupe_seed(firn_proto_server_dedupe(a->srv), r->producer_id,
+			                           r->producer_seq, shard, r->counter,
+			                           now_ms) < 0 &&
+			    !a->warned_seed) {
+				a->warned_seed = true;
+				FIRN_LOG(WARN, INGEST_LOG,
+				         "dedupe seeding: producer table full; raise "
+				         "max_producers (older producers' resends may be "
+				         "stored twice)");
 			}
 			(*n_out)++;
 		}
@@ -338,7 +362,7 @@ firn_ingest_start(struct firn_ingest *ing, struct firn_store *st, const struct f
 		return 0;
 	for (unsigned i = 0; i < ing->n_agents; i++) {
 		struct firn_agent agent = {
-		        .name = "firn-rx",
+		        .name = ing->agents[i].name,
 		        .do_work = ingest_agent_do_work,
 		        .on_close = ingest_agent_on_close,
 		        .arg = &ing->agents[i],
@@ -441,6 +465,7 @@ firn_ingest_destroy(struct firn_ingest *ing)
 		for (size_t i = 0; i < (size_t)ing->writers * ing->n_agents; i++)
 			free(ing->rings[i].slots);
 	free(ing->rings);
+	free(ing->hrings);
 	free(ing->ctrs);
 	memset(ing->cookie, 0, sizeof(ing->cookie));
 	free(ing);

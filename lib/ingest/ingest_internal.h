@@ -24,7 +24,9 @@
 
 #define INGEST_LOG "ingest"
 #define INGEST_NIL UINT32_MAX
-#define INGEST_MAX_AGENTS 1
+#define INGEST_MAX_AGENTS 16
+/* Datagrams in flight from one agent to another (their buffers are held). */
+#define INGEST_HANDOFF_SIZE 1024
 #define INGEST_BURST_MAX 256
 /* Records gathered from one burst before they go to the store. */
 #define INGEST_BATCH 1024
@@ -105,6 +107,56 @@ ingest_ring_pop(struct ingest_ring *r, struct ingest_dmsg *m)
 	/* Pairs with the acquire load of head in ingest_ring_push(): read before freeing. */
 	__atomic_store_n(&r->head, h + 1, __ATOMIC_RELEASE);
 	return 1;
+}
+
+/*
+ * The hand-off of a datagram to the agent that owns its producer: one SPSC
+ * ring per (from, to) pair of agents, the same discipline as ingest_ring
+ * (producer and consumer lines apart, each side caching the other's index,
+ * release store to publish, acquire load to read). The slot carries the
+ * driver's descriptor, so the buffer itself crosses without a copy and the
+ * owner releases it.
+ */
+struct ingest_hring {
+	uint32_t tail FIRN_CACHE_ALIGNED; /* release-stored by the sending agent */
+	uint32_t head_cache;
+	uint32_t head FIRN_CACHE_ALIGNED; /* release-stored by the owning agent */
+	uint32_t tail_cache;
+	struct firn_net_dgram slots[INGEST_HANDOFF_SIZE];
+};
+
+static inline bool
+ingest_hring_push(struct ingest_hring *r, const struct firn_net_dgram *d)
+{
+	uint32_t t = r->tail; /* only the sender writes tail */
+
+	if (t - r->head_cache >= INGEST_HANDOFF_SIZE) {
+		/* Pairs with the release store of head in ingest_hring_pop(). */
+		r->head_cache = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+		if (t - r->head_cache >= INGEST_HANDOFF_SIZE)
+			return false;
+	}
+	r->slots[t & (INGEST_HANDOFF_SIZE - 1)] = *d;
+	/* Pairs with the acquire load of tail in ingest_hring_pop(): the slot first. */
+	__atomic_store_n(&r->tail, t + 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+static inline bool
+ingest_hring_pop(struct ingest_hring *r, struct firn_net_dgram *d)
+{
+	uint32_t h = r->head; /* only the owner writes head */
+
+	if (h == r->tail_cache) {
+		/* Pairs with the release store of tail in ingest_hring_push(). */
+		r->tail_cache = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+		if (h == r->tail_cache)
+			return false;
+	}
+	*d = r->slots[h & (INGEST_HANDOFF_SIZE - 1)];
+	/* Pairs with the acquire load of head in ingest_hring_push(): read before freeing. */
+	__atomic_store_n(&r->head, h + 1, __ATOMIC_RELEASE);
+	return true;
 }
 
 /* ---- records waiting for durability -------------------------------------------------- */
@@ -206,8 +258,12 @@ struct ingest_agent {
 	uint32_t *sidx;
 	uint32_t sidx_mask;
 
-	/* this burst */
+	char name[16]; /* thread name: firn-rx<idx> */
+
+	/* this burst: the queue's datagrams, then those handed to us */
 	struct firn_net_dgram rxd[INGEST_BURST_MAX];
+	struct firn_net_dgram inbox[INGEST_BURST_MAX];
+	bool handed[INGEST_MAX_AGENTS]; /* this burst passed datagrams to agent i */
 	struct ingest_bent *bents;
 	uint32_t nb;
 	uint32_t *bshards;
@@ -253,7 +309,8 @@ struct firn_ingest {
 	unsigned writers;
 	struct ingest_agent agents[INGEST_MAX_AGENTS];
 	struct ingest_ctr *ctrs;
-	struct ingest_ring *rings; /* [writer * n_agents + agent] */
+	struct ingest_ring *rings;   /* [writer * n_agents + agent] */
+	struct ingest_hring *hrings; /* [from * n_agents + to]; NULL with one agent */
 	struct firn_store *st;
 	const struct firn_net_ops *ops;
 	struct firn_net_port *port;
@@ -270,5 +327,16 @@ int ingest_routes_refresh(struct ingest_agent *a);
 
 /* ingest.c */
 int ingest_seed(struct firn_ingest *ing);
+
+/*
+ * The agent that owns a producer: its dedupe window, its sessions (whose
+ * ids carry the agent's index as their tag). A multiplicative hash, so
+ * sequential producer ids spread evenly.
+ */
+static inline unsigned
+ingest_owner(const struct firn_ingest *ing, uint64_t producer_id)
+{
+	return (unsigned)(((producer_id * 0x9e3779b97f4a7c15ull) >> 32) % ing->n_agents);
+}
 
 #endif /* FIRN_INGEST_INTERNAL_H */

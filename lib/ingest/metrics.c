@@ -4,13 +4,16 @@
  * One table maps each field of struct firn_ingest_stats to a metric name,
  * its type and its help line, so adding a counter is one line here. firnd
  * hands firn_ingest_metrics_text() to the HTTP API, which appends it to
- * GET /metrics.
+ * GET /metrics. The totals are summed over the RX agents; a few of them
+ * are also given per agent (label agent="i", one per RX lcore), which is
+ * how an operator sees whether RSS spreads the load.
  */
 #include <stddef.h>
 #include <stdio.h>
 
 #include "firn_common.h"
 #include "firn_ingest.h"
+#include "ingest_internal.h"
 
 struct metric {
 	const char *name;
@@ -34,6 +37,8 @@ static const struct metric metrics[] = {
         C(rx_handshake, "Cleartext datagrams handed to the handshake."),
         C(rx_data, "DATA datagrams that authenticated."),
         C(rx_dropped, "Datagrams dropped: malformed, unauthenticated, replayed, unknown session."),
+        C(handoffs, "Datagrams passed to the RX agent that owns their producer."),
+        C(handoff_dropped, "Datagrams dropped because the owning agent's inbox was full."),
         C(resets_sent, "RESETs sent for unknown sessions."),
         C(tx_datagrams, "Datagrams sent: acks, credits, handshake answers."),
         C(tx_dropped, "Datagrams that could not be sent (device queue full)."),
@@ -73,6 +78,27 @@ static const struct metric metrics[] = {
         G(waiting_bytes, "Bytes of records waiting for their DURABLE ack."),
 };
 
+#define A(f, h)                                                                                    \
+	{                                                                                          \
+		"firn_ingest_agent_" #f "_total", h, false, offsetof(struct firn_ingest_stats, f)  \
+	}
+
+static const struct metric per_agent[] = {
+        A(rx_datagrams, "UDP datagrams received on this RX agent's queue."),
+        A(handoffs, "Datagrams this RX agent passed to the owner of their producer."),
+        A(records_new, "New records this RX agent routed (its own producers)."),
+        A(cpu_ns, "CPU nanoseconds of this RX agent's thread."),
+        A(busy_ns, "Wall nanoseconds of this RX agent's cycles that did work."),
+};
+
+/* snprintf-style accounting: len grows by what each line wanted. */
+static void
+add(size_t *len, int n)
+{
+	if (n > 0)
+		*len += (size_t)n;
+}
+
 size_t
 firn_ingest_metrics_text(const struct firn_ingest *ing, char *buf, size_t cap)
 {
@@ -83,12 +109,27 @@ firn_ingest_metrics_text(const struct firn_ingest *ing, char *buf, size_t cap)
 	for (i = 0; i < FIRN_ARRAY_SIZE(metrics); i++) {
 		const struct metric *m = &metrics[i];
 		uint64_t v = *(const uint64_t *)((const char *)&st + m->off);
-		int n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
-		                 "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m->name, m->help, m->name,
-		                 m->gauge ? "gauge" : "counter", m->name, (unsigned long long)v);
 
-		if (n > 0)
-			len += (size_t)n;
+		add(&len,
+		    snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+		             "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m->name, m->help, m->name,
+		             m->gauge ? "gauge" : "counter", m->name, (unsigned long long)v));
+	}
+	for (i = 0; i < FIRN_ARRAY_SIZE(per_agent); i++) {
+		const struct metric *m = &per_agent[i];
+
+		add(&len, snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+		                   "# HELP %s %s\n# TYPE %s counter\n", m->name, m->help, m->name));
+		for (unsigned k = 0; k < ing->n_agents; k++) {
+			/* Pairs with the agent's relaxed CTR_ADD/CTR_SET stores. */
+			uint64_t v = __atomic_load_n(
+			        (const uint64_t *)((const char *)&ing->ctrs[k].s + m->off),
+			        __ATOMIC_RELAXED);
+
+			add(&len,
+			    snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+			             "%s{agent=\"%u\"} %llu\n", m->name, k, (unsigned long long)v));
+		}
 	}
 	return len;
 }

@@ -56,6 +56,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1083,19 +1084,114 @@ rx_dgram(struct ingest_agent *a, struct firn_net_dgram *d)
 		dirty_mark(a, ss, force);
 }
 
+/*
+ * The agent that must handle a datagram (several agents only): a session's
+ * owner is the tag in its id, an INIT's the owner of the producer it
+ * names. HELLOs, RESET-worthy junk and anything malformed stay here: they
+ * need no producer state.
+ */
+static unsigned
+dgram_owner(const struct ingest_agent *a, const struct firn_net_dgram *d)
+{
+	const struct firn_ingest *ing = a->ing;
+	struct firn_proto_hdr h;
+	uint64_t pid;
+	unsigned tag;
+
+	if (firn_proto_hdr_decode(d->data, d->len, &h) < 0)
+		return a->idx;
+	if (h.session_id != 0) {
+		tag = firn_proto_session_tag(h.session_id);
+		return tag < ing->n_agents ? tag : a->idx;
+	}
+	if (h.type == FIRN_PROTO_INIT && firn_proto_init_producer(d->data, d->len, &pid) == 0)
+		return ingest_owner(ing, pid);
+	return a->idx;
+}
+
+/*
+ * Pass the burst's datagrams owned by other agents to them; keep ours at
+ * the front of rxd. Returns how many are ours. A full inbox drops the
+ * datagram (counted): to the producer it is a lost packet, resent.
+ */
+static unsigned
+rx_steer(struct ingest_agent *a, unsigned n)
+{
+	struct firn_ingest *ing = a->ing;
+	unsigned mine = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		unsigned o = dgram_owner(a, &a->rxd[i]);
+
+		if (o == a->idx) {
+			a->rxd[mine++] = a->rxd[i];
+			continue;
+		}
+		if (ingest_hring_push(&ing->hrings[a->idx * ing->n_agents + o], &a->rxd[i])) {
+			CTR_ADD(a, handoffs, 1);
+			a->handed[o] = true;
+		} else {
+			CTR_ADD(a, handoff_dropped, 1);
+			ing->ops->release(ing->port, &a->rxd[i], 1);
+		}
+	}
+	for (unsigned o = 0; o < ing->n_agents; o++) {
+		struct firn_agent_runner *run;
+
+		if (!a->handed[o])
+			continue;
+		a->handed[o] = false;
+		/* Pairs with the release store in firn_ingest_start(). */
+		run = __atomic_load_n(&ing->agents[o].runner, __ATOMIC_ACQUIRE);
+		if (run != NULL)
+			firn_agent_runner_wake(run);
+	}
+	return mine;
+}
+
+/* Up to max datagrams other agents passed to us, from each inbox in turn. */
+static unsigned
+rx_inbox(struct ingest_agent *a, unsigned max)
+{
+	struct firn_ingest *ing = a->ing;
+	unsigned n = 0;
+
+	for (unsigned from = 0; from < ing->n_agents; from++) {
+		struct ingest_hring *r = &ing->hrings[from * ing->n_agents + a->idx];
+
+		if (from == a->idx)
+			continue;
+		while (n < max && ingest_hring_pop(r, &a->inbox[n]))
+			n++;
+	}
+	return n;
+}
+
 static int
 rx_once(struct ingest_agent *a)
 {
 	struct firn_ingest *ing = a->ing;
 	unsigned n = ing->ops->rx_burst(ing->port, a->queue, a->rxd, ing->conf.burst);
+	unsigned in = 0, mine = n;
 
-	if (n == 0)
-		return 0;
-	for (unsigned i = 0; i < n; i++)
+	if (ing->n_agents > 1) {
+		if (n > 0)
+			mine = rx_steer(a, n);
+		in = rx_inbox(a, ing->conf.burst);
+	}
+	if (mine == 0 && in == 0)
+		return (int)n;
+	for (unsigned i = 0; i < mine; i++)
 		rx_dgram(a, &a->rxd[i]);
+	for (unsigned i = 0; i < in; i++)
+		rx_dgram(a, &a->inbox[i]);
+	/* Records point into the buffers until the store has copied them. */
 	batch_flush(a);
-	ing->ops->release(ing->port, a->rxd, n);
-	return (int)n;
+	if (mine > 0)
+		ing->ops->release(ing->port, a->rxd, mine);
+	if (in > 0)
+		ing->ops->release(ing->port, a->inbox, in);
+	return (int)(n + in);
 }
 
 /* ---- the duty cycle
@@ -1193,6 +1289,11 @@ ingest_agent_init(struct firn_ingest *ing, struct ingest_agent *a, unsigned idx)
 	a->ing = ing;
 	a->idx = idx;
 	a->queue = (uint16_t)idx;
+	/* One agent keeps the plain name the profiling tools know. */
+	if (ing->n_agents == 1)
+		snprintf(a->name, sizeof(a->name), "firn-rx");
+	else
+		snprintf(a->name, sizeof(a->name), "firn-rx%u", idx);
 	a->ctr = &ing->ctrs[idx];
 	a->waits = calloc(c->max_waiting, sizeof(*a->waits));
 	a->shards = calloc(c->max_shards, sizeof(*a->shards));

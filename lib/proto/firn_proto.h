@@ -624,7 +624,29 @@ struct firn_proto_server_conf {
 	uint32_t credit_window;       /* first byte credit; default 4 MiB */
 	firn_proto_resolve_fn resolve;
 	void *resolve_arg;
+	/*
+	 * Written into bits 24..31 of every session id this server mints, so a
+	 * datagram can be steered to the server (the RX agent) that owns its
+	 * session from the cleartext header alone: firn_proto_session_tag().
+	 * Default 0. Clients treat session ids as opaque.
+	 */
+	uint8_t session_tag;
 };
+
+/* The session_tag of the server that minted session id sid. */
+static inline unsigned
+firn_proto_session_tag(uint64_t sid)
+{
+	return (unsigned)(sid >> 24) & 0xffu;
+}
+
+/*
+ * The producer id of a cleartext INIT (doc/protocol.md §3.3) whose header
+ * decoded as FIRN_PROTO_INIT, read without authenticating it: to pick the
+ * RX agent that owns the producer before the handshake runs there. 0 or
+ * -EBADMSG (too short).
+ */
+int firn_proto_init_producer(const uint8_t *pkt, size_t len, uint64_t *producer_id);
 
 /* Fill conf with the defaults (no keys). */
 void firn_proto_server_conf_defaults(struct firn_proto_server_conf *conf);

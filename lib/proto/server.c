@@ -3,7 +3,8 @@
  *
  * The session table is preallocated. A slot is FREE, LIVE, or a TOMB (closed,
  * but remembered for two cookie lifetimes so a replayed INIT cannot bring it
- * back). A session id is 32 random bits over the slot index, so finding a
+ * back). A session id is 32 random bits over the server's tag (bits 24..31,
+ * which RX agent owns it) and the slot index, so finding a
  * session is one array index plus a compare, with no hash table on the
  * per-datagram path. A stale id after the slot was reused fails the compare
  * and earns a RESET.
@@ -391,7 +392,7 @@ nonce_unlink(struct firn_proto_server *s, struct firn_proto_session *ss)
 struct firn_proto_session *
 firn_proto_server_session(struct firn_proto_server *s, uint64_t id)
 {
-	uint32_t slot = (uint32_t)id;
+	uint32_t slot = (uint32_t)id & 0xffffffu; /* bits 24..31: the tag */
 
 	if (slot >= s->conf.max_sessions || s->sess[slot].state != SESS_LIVE ||
 	    s->sess[slot].id != id)
@@ -505,6 +506,15 @@ find_key(const struct firn_proto_server *s, const uint8_t *id, size_t len)
 	return -1;
 }
 
+int
+firn_proto_init_producer(const uint8_t *pkt, size_t len, uint64_t *producer_id)
+{
+	if (len < INIT_PRODUCER + 8)
+		return -EBADMSG;
+	*producer_id = ld64(pkt + INIT_PRODUCER);
+	return 0;
+}
+
 static int
 handle_init(struct firn_proto_server *s, const struct firn_proto_addr *from, const uint8_t *pkt,
             size_t len, uint64_t now_ms, uint8_t *out, size_t cap, struct firn_proto_session **sess)
@@ -581,7 +591,7 @@ handle_init(struct firn_proto_server *s, const struct firn_proto_addr *from, con
 
 		if (proto_random(&r, sizeof(r)) < 0)
 			return -EIO;
-		ss->id = (uint64_t)r << 32 | ss->slot;
+		ss->id = (uint64_t)r << 32 | (uint32_t)s->conf.session_tag << 24 | ss->slot;
 	} while ((ss->id >> 32) == 0);
 	rc = firn_proto_derive_keys(s->keys[key_idx].secret, s->keys[key_idx].secret_len, nonce_c,
 	                            mac, ss->id, proof, &k);

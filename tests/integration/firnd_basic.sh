@@ -27,6 +27,10 @@ expect_exit2 "missing file" "reading config file" --config "$DIR/nope.conf"
 expect_exit2 "bad api" "is not ADDR:PORT" --api localhost --data-dir "$DIR/d"
 expect_exit2 "bad net" "'socket' or 'dpdk'" --net carrier --data-dir "$DIR/d"
 expect_exit2 "bad flag" "usage" --frobnicate
+expect_exit2 "set unknown key" "unknown key 'nosuch'" --set nosuch=1 --data-dir "$DIR/d"
+expect_exit2 "set without =" "--set wants KEY=VALUE" --set writers --data-dir "$DIR/d"
+expect_exit2 "too many rx queues" "17 is outside 1..16" --rx-queues 17 --data-dir "$DIR/d"
+expect_exit2 "dedupe window" "must be a power of two" --set dedupe_window=1000 --data-dir "$DIR/d"
 printf 'kek = 1234\n' > "$DIR/kek.conf"
 expect_exit2 "bad kek" "64 hex digits" --config "$DIR/kek.conf" --data-dir "$DIR/d"
 

@@ -12,12 +12,20 @@
 # After each run SIGTERM must drain and exit 0; then the store is read back
 # and every record must be there once, at the (shard, counter) it was acked
 # with. Everything made is removed on every exit path.
+# With --rx-queues N after the two programs, the vdev gets N queue pairs
+# (PACKET_FANOUT spreads the flows), firnd runs N RX agents, a producer
+# 4 (300 records) is owned by another agent than 1 and 2, and the MTU 9000 run checks
+# that every agent routed its own producers' records.
 # Exit 0 pass, 1 fail, 77 skip (no root, netns, veth or af_packet here).
 #
-# usage: ingest_dpdk.sh FIRND INGEST_CLIENT
+# usage: ingest_dpdk.sh FIRND INGEST_CLIENT [--rx-queues N]
 set -u
-FIRND=${1:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT}
-CLIENT=${2:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT}
+FIRND=${1:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT [--rx-queues N]}
+CLIENT=${2:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT [--rx-queues N]}
+shift 2
+EXTRA=("$@")
+QP=
+[ ${#EXTRA[@]} -ge 2 ] && QP=",qpairs=${EXTRA[1]}"
 . "$(dirname "$0")/ingest_lib.sh"
 
 lab_up "fid$$"
@@ -29,7 +37,8 @@ start_dpdk() {
 	EAL_PREFIXES="$EAL_PREFIXES fid$$$1"
 	start_firnd "$1" --net dpdk --listen "0.0.0.0:7400" --api "127.0.0.1:$API" \
 		--ip "$LAB_DPDK_IP" \
-		--eal "--no-huge -m 1024 --no-shconf --no-pci --no-telemetry --file-prefix=fid$$$1 --vdev=net_af_packet0,iface=$LAB_HOST_IF"
+		--eal "--no-huge -m 1024 --no-shconf --no-pci --no-telemetry --file-prefix=fid$$$1 --vdev=net_af_packet0,iface=$LAB_HOST_IF$QP" \
+		"${EXTRA[@]}"
 	grep -q "(dpdk)" "$FIRND_LOG" || fail "firnd is not on the DPDK port: $(grep ready "$FIRND_LOG")"
 }
 
@@ -46,6 +55,12 @@ wait $P1 || { cat "$DIR/1.out" "$DIR/1.err"; fail "producer 1 over DPDK (mixed)"
 wait $P2 || { cat "$DIR/2.out" "$DIR/2.err"; fail "producer 2 over DPDK (100 B)"; }
 echo "1: $(cat "$DIR/1.out")"
 echo "2: $(cat "$DIR/2.out")"
+if [ ${#EXTRA[@]} -gt 0 ]; then
+	in_ns timeout 100 "$CLIENT" send --server "$DPDK_IP:7400" --stream d1 --records 300 \
+		--sizes 100 --producer 2004 --ack-log "$DIR/acks-4" --timeout 80 >"$DIR/4.out" \
+		2>"$DIR/4.err" || { cat "$DIR/4.out" "$DIR/4.err"; fail "producer 4 (other agent)"; }
+	agents_share "$API"
+fi
 stop_firnd
 echo "ok: MTU 9000 run drained"
 
@@ -65,5 +80,9 @@ echo "ok: MTU 1500 run drained"
 	--producer 2002 --ack-log "$DIR/acks-2" || fail "verify producer 2"
 "$CLIENT" verify --data-dir "$DIR/data" --stream d1 --records 500 --sizes mixed --producer 2003 \
 	--ack-log "$DIR/acks-3" || fail "verify producer 3"
+if [ ${#EXTRA[@]} -gt 0 ]; then
+	"$CLIENT" verify --data-dir "$DIR/data" --stream d1 --records 300 --sizes 100 \
+		--producer 2004 --ack-log "$DIR/acks-4" || fail "verify producer 4"
+fi
 echo "PASS: ingest_dpdk"
 exit 0

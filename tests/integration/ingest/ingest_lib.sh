@@ -230,3 +230,21 @@ mkstream() {
 	"$CLIENT" mkstream --data-dir "$DIR/data" --stream "$1" --shards "$2" ||
 		fail "cannot create stream $1"
 }
+
+# agents_share API_PORT: with several RX agents, each routed records of its
+# own producers (from /metrics, per agent); prints the split.
+agents_share() {
+	python3 - "http://127.0.0.1:$1/metrics" <<'PY' || fail "the RX agents did not share the work"
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+per = {m.group(1): int(m.group(2)) for m in re.finditer(
+    r'^firn_ingest_agent_records_new_total\{agent="(\d+)"\} (\d+)$', text, re.M)}
+rx = {m.group(1): int(m.group(2)) for m in re.finditer(
+    r'^firn_ingest_agent_rx_datagrams_total\{agent="(\d+)"\} (\d+)$', text, re.M)}
+hand = {m.group(1): int(m.group(2)) for m in re.finditer(
+    r'^firn_ingest_agent_handoffs_total\{agent="(\d+)"\} (\d+)$', text, re.M)}
+print(f"per RX agent: records routed {per}, datagrams handled {rx}, "
+      f"datagrams passed to their owner {hand}")
+sys.exit(0 if len(per) >= 2 and all(v > 0 for v in per.values()) else 1)
+PY
+}

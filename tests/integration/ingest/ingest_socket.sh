@@ -18,21 +18,26 @@
 #   6. SIGTERM under load: a producer is mid-stream when firnd stops; firnd
 #      must still exit 0 with every record it took acked (no "not acked" in
 #      its log), and every ack the producer got must name a stored record.
+# With --rx-queues N after the two programs, firnd runs N RX agents on N
+# SO_REUSEPORT sockets (the producers hash to different owners), and step 1
+# also checks that every agent routed records of its own producers.
 # Exit 0 pass, 1 fail, 77 skip.
 #
-# usage: ingest_socket.sh FIRND INGEST_CLIENT
+# usage: ingest_socket.sh FIRND INGEST_CLIENT [--rx-queues N]
 set -u
-FIRND=${1:?usage: ingest_socket.sh FIRND INGEST_CLIENT}
-CLIENT=${2:?usage: ingest_socket.sh FIRND INGEST_CLIENT}
+FIRND=${1:?usage: ingest_socket.sh FIRND INGEST_CLIENT [--rx-queues N]}
+CLIENT=${2:?usage: ingest_socket.sh FIRND INGEST_CLIENT [--rx-queues N]}
+shift 2
+EXTRA=("$@")
 . "$(dirname "$0")/ingest_lib.sh"
 
 UDP=$(free_port)
 API=$(free_port)
 PA=1001
-PB=1002
+PB=1003 # owned by the other agent than PA's when there are two
 
 mkstream s1 4
-start_firnd 1 --listen "127.0.0.1:$UDP" --api "127.0.0.1:$API" --net socket
+start_firnd 1 --listen "127.0.0.1:$UDP" --api "127.0.0.1:$API" --net socket "${EXTRA[@]}"
 grep -q "udp 127.0.0.1:$UDP (socket)" "$DIR/firnd-1.log" || fail "firnd did not report the data port"
 
 timeout 200 "$CLIENT" send --server "127.0.0.1:$UDP" --stream s1 --records 2000 --sizes mixed \
@@ -47,9 +52,10 @@ echo "A: $(cat "$DIR/a.out")"
 echo "B: $(cat "$DIR/b.out")"
 grep -q "contradictions=0" "$DIR/a.out" "$DIR/b.out" || fail "contradicting answers"
 [ "$(wc -l <"$DIR/acks-a")" = 2000 ] || fail "producer A: ack log has $(wc -l <"$DIR/acks-a") lines"
+[ ${#EXTRA[@]} -gt 0 ] && agents_share "$API"
 
 # A wrong secret: refused, nothing stored.
-if timeout 30 "$CLIENT" send --server "127.0.0.1:$UDP" --stream s1 --records 5 --producer 1003 \
+if timeout 30 "$CLIENT" send --server "127.0.0.1:$UDP" --stream s1 --records 5 --producer 1005 \
 	--secret wrong-secret --timeout 10 >"$DIR/c.out" 2>"$DIR/c.err"; then
 	fail "a producer with a wrong secret got its records in"
 fi
@@ -68,7 +74,7 @@ echo "ok: SIGTERM drained and exited 0"
 
 # The same records through the Kinesis API.
 if python3 -c "import boto3" 2>/dev/null; then
-	start_firnd 2 --listen "127.0.0.1:$UDP" --api "127.0.0.1:$API" --net socket
+	start_firnd 2 --listen "127.0.0.1:$UDP" --api "127.0.0.1:$API" --net socket "${EXTRA[@]}"
 	timeout 200 python3 "$HERE/ingest_api_read.py" "http://127.0.0.1:$API" s1 "$DIR/api" ||
 		fail "reading the stream through the API"
 	stop_firnd
@@ -82,7 +88,7 @@ else
 fi
 
 # SIGTERM while a producer is sending.
-start_firnd 3 --listen "127.0.0.1:$UDP" --api "127.0.0.1:$API" --net socket
+start_firnd 3 --listen "127.0.0.1:$UDP" --api "127.0.0.1:$API" --net socket "${EXTRA[@]}"
 timeout 60 "$CLIENT" send --server "127.0.0.1:$UDP" --stream s1 --records 200000 --sizes 100 \
 	--rate 50000 --producer 1004 --ack-log "$DIR/acks-d" --timeout 8 --progress "$DIR/prog-d" \
 	>"$DIR/d.out" 2>"$DIR/d.err" &

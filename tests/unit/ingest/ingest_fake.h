@@ -7,7 +7,10 @@
  * producers "send" waits in rx until the agent's rx_burst copies it into
  * one of the driver's own buffers (held until release(), like an mbuf);
  * what the agent sends lands in tx, addressed, until the bench delivers it
- * to the producer with that port. Only the NIC is faked: the store writes
+ * to the producer with that port. With several RX queues (bench.nq) the fake
+ * sprays datagrams over them round robin, whatever session they belong to,
+ * which is the worst RSS could do: every producer's traffic reaches every
+ * agent, and all but its owner must hand it on. Only the NIC is faked: the store writes
  * real segments with O_DIRECT (so the scratch directory lives under
  * /var/tmp, and a file system that refuses O_DIRECT skips the test).
  *
@@ -38,6 +41,7 @@
 #define TEST_SECRET "ingest-test-secret-0123456789abcdef"
 #define FAKE_Q 4096
 #define FAKE_HELD 64
+#define FAKE_NQ 4
 #define TP_MAXSEQ 4096
 
 /* ---- the NIC made of memory ---------------------------------------------------- */
@@ -49,8 +53,9 @@ struct fake_pkt {
 };
 
 struct firn_net_port {
-	struct fake_pkt *rxq; /* FIFO: producers -> agent */
-	unsigned rx_head, rx_n;
+	struct fake_pkt *rxq[FAKE_NQ]; /* FIFO per RX queue: producers -> agents */
+	unsigned rx_head[FAKE_NQ], rx_n[FAKE_NQ];
+	unsigned nq, spray;
 	struct fake_pkt *held; /* the driver's buffers, lent by rx_burst */
 	bool busy[FAKE_HELD];
 	unsigned nbusy;
@@ -66,8 +71,10 @@ fake_open(const struct firn_net_conf *conf)
 {
 	struct firn_net_port *p = calloc(1, sizeof(*p));
 
-	(void)conf;
-	p->rxq = calloc(FAKE_Q, sizeof(*p->rxq));
+	p->nq = conf != NULL && conf->rx_queues > 0 ? conf->rx_queues : 1;
+	assert_true(p->nq <= FAKE_NQ);
+	for (unsigned q = 0; q < p->nq; q++)
+		p->rxq[q] = calloc(FAKE_Q, sizeof(*p->rxq[q]));
 	p->txq = calloc(FAKE_Q, sizeof(*p->txq));
 	p->held = calloc(FAKE_HELD, sizeof(*p->held));
 	p->max_payload = 8972;
@@ -77,7 +84,8 @@ fake_open(const struct firn_net_conf *conf)
 static void
 fake_close(struct firn_net_port *p)
 {
-	free(p->rxq);
+	for (unsigned q = 0; q < p->nq; q++)
+		free(p->rxq[q]);
 	free(p->txq);
 	free(p->held);
 	free(p);
@@ -88,16 +96,17 @@ fake_rx_burst(struct firn_net_port *p, uint16_t queue, struct firn_net_dgram *d,
 {
 	unsigned n = 0;
 
-	for (unsigned b = 0; b < FAKE_HELD && n < max && p->rx_n > 0; b++) {
-		struct fake_pkt *src = &p->rxq[p->rx_head];
+	assert_true(queue < p->nq);
+	for (unsigned b = 0; b < FAKE_HELD && n < max && p->rx_n[queue] > 0; b++) {
+		struct fake_pkt *src = &p->rxq[queue][p->rx_head[queue]];
 
 		if (p->busy[b])
 			continue;
 		p->held[b] = *src;
 		p->busy[b] = true;
 		p->nbusy++;
-		p->rx_head = (p->rx_head + 1) % FAKE_Q;
-		p->rx_n--;
+		p->rx_head[queue] = (p->rx_head[queue] + 1) % FAKE_Q;
+		p->rx_n[queue]--;
 		d[n].peer = p->held[b].peer;
 		d[n].data = p->held[b].buf;
 		d[n].len = p->held[b].len;
@@ -172,14 +181,26 @@ static const struct firn_net_ops fake_ops = {
 static void
 fake_inject(struct firn_net_port *p, const struct sockaddr_in *from, const uint8_t *pkt, size_t len)
 {
+	unsigned q = p->spray++ % p->nq;
 	struct fake_pkt *dst;
 
-	assert_true(p->rx_n < FAKE_Q);
-	dst = &p->rxq[(p->rx_head + p->rx_n) % FAKE_Q];
+	assert_true(p->rx_n[q] < FAKE_Q);
+	dst = &p->rxq[q][(p->rx_head[q] + p->rx_n[q]) % FAKE_Q];
 	dst->peer = *from;
 	dst->len = (uint32_t)len;
 	memcpy(dst->buf, pkt, len);
-	p->rx_n++;
+	p->rx_n[q]++;
+}
+
+/* Datagrams waiting in the RX queues. */
+static unsigned
+fake_rx_pending(const struct firn_net_port *p)
+{
+	unsigned n = 0;
+
+	for (unsigned q = 0; q < p->nq; q++)
+		n += p->rx_n[q];
+	return n;
 }
 
 /* ---- the bench --------------------------------------------------------------------- */
@@ -267,8 +288,11 @@ bench_start(struct bench *b, const struct firn_ingest_conf *ic)
 	if (b->st == NULL)
 		fprintf(stderr, "store: %s\n", firn_err_msg());
 	assert_non_null(b->st);
-	if (b->port == NULL)
-		b->port = fake_ops.open(NULL);
+	if (b->port == NULL) {
+		struct firn_net_conf nc = {.rx_queues = b->ic.rx_agents};
+
+		b->port = fake_ops.open(&nc);
+	}
 	if (firn_ingest_start(b->ing, b->st, &fake_ops, b->port) < 0) {
 		fprintf(stderr, "start: %s\n", firn_err_msg());
 		fail();
@@ -577,7 +601,7 @@ tp_send(struct bench *b, struct tp *t, const struct trec *recs, unsigned n, cons
 		dgrams++;
 		open = false;
 		/* Keep the fake rx FIFO bounded: let the agent take what is queued. */
-		if (b->port->rx_n > FAKE_Q / 2)
+		if (fake_rx_pending(b->port) > FAKE_Q / 2)
 			bench_pump(b, 4, false);
 	}
 	if (open && e.records > 0) {

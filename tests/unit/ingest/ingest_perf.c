@@ -139,7 +139,7 @@ main(int argc, char **argv)
 		/* tp_send seals and queues; its pumps (if the FIFO fills) are not timed */
 		tp_send(b, t, recs, k, "perf");
 		t0 = cpu_ns();
-		while (b->port->rx_n > 0)
+		while (fake_rx_pending(b->port) > 0)
 			firn_ingest_do_work(b->ing);
 		rx_ns += cpu_ns() - t0;
 		/* the writers make it durable (untimed) */

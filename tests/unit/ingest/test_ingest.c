@@ -15,7 +15,9 @@
  * does not show the split yet); a 1 MiB record in fragments; the waiting
  * pool and credit bound memory; a full durable ring falls back to polling;
  * a restart rebuilds the dedupe windows from the store and RESETs the old
- * session with a token the client accepts; the SPSC ring under two threads.
+ * session with a token the client accepts; the SPSC ring under two threads;
+ * two RX agents on a NIC that sprays producers over both queues (each
+ * producer served by its owner, exactly once, across a restart).
  *
  * Exit 0 pass, 1 fail, 77 skip (no O_DIRECT under /var/tmp).
  */
@@ -628,6 +630,118 @@ test_restart_seed(void **state)
 	free(sn);
 }
 
+/*
+ * Two RX agents on a NIC that sprays every producer's datagrams over both
+ * queues. Each producer is served by its owner alone (its session id
+ * carries the owner's tag; datagrams that reached the other agent are
+ * handed over), every record is stored once where its ack said, and after a
+ * restart each owner's rebuilt dedupe window answers the resends.
+ */
+static void
+test_two_agents(void **state)
+{
+	struct bench *b = *state;
+	struct firn_ingest_conf ic;
+	struct firn_ingest_stats st;
+	struct tp *t[4];
+	struct tp_ack first[4][120];
+	struct trec *recs[4];
+	uint64_t pid[4], owned_new[2] = {0, 0};
+	unsigned n = 120, owners = 0;
+
+	firn_ingest_conf_defaults(&ic);
+	ic.max_sessions = 16;
+	ic.max_producers = 16;
+	ic.reasm_pool_bytes = 16u << 20;
+	ic.rx_agents = 2;
+	bench_start(b, &ic);
+	assert_int_equal(firn_catalog_create(b->cat, "multi", 4, NULL), 0);
+	/* Four producers, at least one owned by each agent. */
+	for (uint64_t id = 0x4000, k = 0; k < 4; id++) {
+		unsigned o = ingest_owner(b->ing, id);
+
+		if (k >= 2 && (owners & (1u << o)) && owners != 3)
+			continue;
+		owners |= 1u << o;
+		pid[k++] = id;
+	}
+	assert_int_equal(owners, 3);
+	for (unsigned i = 0; i < 4; i++) {
+		t[i] = tp_new(b, pid[i], (uint16_t)(41000 + i), 1472);
+		tp_connect(b, t[i]);
+		/* The session id names the producer's owner. */
+		assert_int_equal(
+		        firn_proto_session_tag(firn_proto_client_params(t[i]->c)->session_id),
+		        ingest_owner(b->ing, pid[i]));
+		recs[i] = make_recs(n, 1, i & 1 ? "odd" : "even", 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		tp_send(b, t[i], recs[i], n, "multi");
+	for (unsigned i = 0; i < 4; i++) {
+		assert_true(tp_wait_answers(b, t[i], 1, n, 200));
+		assert_int_equal(t[i]->bad_entries, 0);
+		for (unsigned k = 0; k < n; k++) {
+			first[i][k] = t[i]->acks[recs[i][k].seq];
+			assert_int_equal(first[i][k].status, FIRN_PROTO_OK);
+			assert_int_equal(first[i][k].answers, 1);
+		}
+		owned_new[ingest_owner(b->ing, pid[i])] += n;
+	}
+	stats(b, &st);
+	assert_int_equal(st.records_new, 4 * n);
+	assert_int_equal(st.records_acked, 4 * n);
+	assert_true(st.handoffs > 0);
+	assert_int_equal(st.handoff_dropped, 0);
+	/* Each agent routed exactly its own producers' records. */
+	for (unsigned k = 0; k < 2; k++)
+		assert_int_equal(b->ing->ctrs[k].s.records_new, owned_new[k]);
+	for (unsigned i = 0; i < 4; i++) {
+		struct seen *sn = calloc(1, sizeof(*sn));
+
+		sn->producer = pid[i];
+		sn->recs = recs[i];
+		sn->nrecs = n;
+		seen_collect(b, sn, "multi");
+		assert_int_equal(sn->bad, 0);
+		for (unsigned k = 0; k < n; k++) {
+			uint64_t q = recs[i][k].seq;
+
+			assert_int_equal(sn->count[q], 1);
+			assert_int_equal(sn->shard[q], first[i][k].shard);
+			assert_int_equal(sn->counter[q], first[i][k].counter);
+		}
+		free(sn);
+	}
+
+	/* Restart: the windows are rebuilt on the owners; resends are duplicates. */
+	bench_stop(b);
+	bench_start(b, &ic);
+	stats(b, &st);
+	assert_int_equal(st.seeded, 4 * n);
+	for (unsigned i = 0; i < 4; i++) {
+		tp_send(b, t[i], recs[i], 1, "multi"); /* the old session: RESET */
+		bench_pump(b, 3, false);
+		assert_true(t[i]->reset);
+		tp_connect(b, t[i]);
+		memset(t[i]->acks, 0, sizeof(t[i]->acks));
+		tp_send(b, t[i], recs[i], n, "multi");
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		assert_true(tp_wait_answers(b, t[i], 1, n, 200));
+		for (unsigned k = 0; k < n; k++) {
+			struct tp_ack *a = &t[i]->acks[recs[i][k].seq];
+
+			assert_int_equal(a->status, FIRN_PROTO_OK);
+			assert_true(a->flags & FIRN_PROTO_DF_DUPLICATE);
+			assert_int_equal(a->shard, first[i][k].shard);
+			assert_int_equal(a->counter, first[i][k].counter);
+		}
+		free(recs[i]);
+	}
+	stats(b, &st);
+	assert_int_equal(st.records_appended, 0);
+}
+
 /* Two producers at once, one closing its session mid-way. */
 static void
 test_two_producers_close(void **state)
@@ -828,6 +942,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_two_producers_close, bench_setup,
 	                                        bench_teardown),
 	        cmocka_unit_test_setup_teardown(test_tx_backpressure, bench_setup, bench_teardown),
+	        cmocka_unit_test_setup_teardown(test_two_agents, bench_setup, bench_teardown),
 	};
 	char dir[256];
 

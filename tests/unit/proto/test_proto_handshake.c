@@ -587,6 +587,44 @@ test_producer_owned_by_key(void **state)
 	firn_proto_server_destroy(s);
 }
 
+/*
+ * Steering (doc/ingest.md): an INIT's producer id can be read before the
+ * handshake runs, and every session id a server mints carries its tag.
+ */
+static void
+test_session_tag(void **state)
+{
+	struct firn_proto_server_conf conf;
+	struct firn_proto_access_key key;
+	struct firn_proto_server *s;
+	struct firn_proto_client *c;
+	struct firn_proto_session *ss;
+	struct firn_proto_addr from;
+	uint64_t pid = 0;
+	size_t n;
+	int m;
+
+	small_conf(&conf);
+	conf.session_tag = 0xa7;
+	s = test_server(&conf, &key);
+	assert_non_null(s);
+	test_addr(&from, 1, 5001);
+	c = test_client(TEST_SECRET, TEST_PRODUCER, 1472);
+	n = to_init(s, c, &from, 1000);
+	assert_int_equal(firn_proto_init_producer(a, n, &pid), 0);
+	assert_true(pid == TEST_PRODUCER);
+	assert_int_equal(firn_proto_init_producer(a, 80, &pid), -EBADMSG);
+	m = firn_proto_server_handshake(s, &from, a, n, 1000, b, sizeof(b), &ss);
+	assert_true(m > 0);
+	assert_non_null(ss);
+	assert_int_equal(firn_proto_session_tag(firn_proto_session_id(ss)), 0xa7);
+	assert_ptr_equal(firn_proto_server_session(s, firn_proto_session_id(ss)), ss);
+	/* Another tag on the same slot is another session. */
+	assert_null(firn_proto_server_session(s, firn_proto_session_id(ss) ^ (1ull << 24)));
+	firn_proto_client_destroy(c);
+	firn_proto_server_destroy(s);
+}
+
 static void
 test_client_timers(void **state)
 {
@@ -647,6 +685,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_success),
+	        cmocka_unit_test(test_session_tag),
 	        cmocka_unit_test(test_jumbo),
 	        cmocka_unit_test(test_wrong_secret),
 	        cmocka_unit_test(test_forged_cookie),
