@@ -315,11 +315,11 @@ rx_ns() {
 	done
 	echo "$sum"
 }
-# firn-rx is the name lib/common/agent.c gives the ingest RX agent's thread
+# firn-rx (one agent) or firn-rx0, firn-rx1, ... (rx_queues > 1): the RX agents' threads
 rx_tids() {
 	local t
 	for t in /proc/"$1"/task/*; do
-		[ "$(cat "$t/comm" 2>/dev/null)" = firn-rx ] && echo "${t##*/}"
+		case "$(cat "$t/comm" 2>/dev/null)" in firn-rx*) true ;; *) false ;; esac && echo "${t##*/}"
 	done
 }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

@@ -26,9 +26,11 @@
 # durable (cut by recovery) is stored now. At the end: every record acked,
 # stored exactly once, at the acked (shard, counter); nothing twice; no
 # answer contradicting another.
+# With FIRN_RX_QUEUES=N firnd runs N RX agents (the two producers have
+# different owners), so each restart must seed every owner's windows.
 # Exit 0 pass, 1 fail, 77 skip (dpdk: no root, netns, veth or af_packet).
 #
-# usage: ingest_crash.sh FIRND INGEST_CLIENT socket|dpdk
+# usage: [FIRN_RX_QUEUES=N] ingest_crash.sh FIRND INGEST_CLIENT socket|dpdk
 set -u
 FIRND=${1:?usage: ingest_crash.sh FIRND INGEST_CLIENT socket|dpdk}
 CLIENT=${2:?usage: ingest_crash.sh FIRND INGEST_CLIENT socket|dpdk}
@@ -104,6 +106,8 @@ for i in 1 2; do
 	h=$(sed -n 's/.*handshakes=\([0-9]*\).*/\1/p' "$DIR/$i.out")
 	[ "${h:-0}" -ge 3 ] || fail "producer $i handshook $h times: it did not live through both crashes"
 done
+# Several RX agents (FIRN_RX_QUEUES): producers 4001 and 4002 have different owners.
+[ ${#RXQ_ARGS[@]} -gt 0 ] && agents_share "$API"
 stop_firnd
 "$CLIENT" verify --data-dir "$DIR/data" --stream k1 --records 18000 --sizes mixed --producer 4001 \
 	--ack-log "$DIR/acks-1" || fail "verify producer 1"

@@ -12,21 +12,19 @@
 # After each run SIGTERM must drain and exit 0; then the store is read back
 # and every record must be there once, at the (shard, counter) it was acked
 # with. Everything made is removed on every exit path.
-# With --rx-queues N after the two programs, the vdev gets N queue pairs
+# With FIRN_RX_QUEUES=N in the environment, the vdev gets N queue pairs
 # (PACKET_FANOUT spreads the flows), firnd runs N RX agents, a producer
-# 4 (300 records) is owned by another agent than 1 and 2, and the MTU 9000 run checks
-# that every agent routed its own producers' records.
+# 4 (300 records) is owned by another agent than 1 and 2, and the MTU 9000
+# run checks that every agent routed its own producers' records.
 # Exit 0 pass, 1 fail, 77 skip (no root, netns, veth or af_packet here).
 #
-# usage: ingest_dpdk.sh FIRND INGEST_CLIENT [--rx-queues N]
+# usage: [FIRN_RX_QUEUES=N] ingest_dpdk.sh FIRND INGEST_CLIENT
 set -u
-FIRND=${1:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT [--rx-queues N]}
-CLIENT=${2:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT [--rx-queues N]}
-shift 2
-EXTRA=("$@")
-QP=
-[ ${#EXTRA[@]} -ge 2 ] && QP=",qpairs=${EXTRA[1]}"
+FIRND=${1:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT}
+CLIENT=${2:?usage: ingest_dpdk.sh FIRND INGEST_CLIENT}
 . "$(dirname "$0")/ingest_lib.sh"
+EXTRA=("${RXQ_ARGS[@]}")
+QP=$RXQ_VDEV
 
 lab_up "fid$$"
 API=$(free_port)

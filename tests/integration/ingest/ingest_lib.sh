@@ -159,6 +159,16 @@ lab_up() {
 # Sets NET_KIND, SERVER (what producers send to) and NET_WRAP (the command
 # prefix that runs a producer where it belongs: empty, or ip netns exec).
 # start_net then starts firnd on it.
+# FIRN_RX_QUEUES=N (meson's *_rxq2 tests): firnd runs N RX agents; the
+# af_packet vdev gets N queue pairs. RXQ_ARGS / RXQ_VDEV carry them to
+# start_net and to the scripts that start firnd themselves.
+RXQ_ARGS=()
+RXQ_VDEV=
+if [ "${FIRN_RX_QUEUES:-1}" -gt 1 ]; then
+	RXQ_ARGS=(--rx-queues "$FIRN_RX_QUEUES")
+	RXQ_VDEV=",qpairs=$FIRN_RX_QUEUES"
+fi
+
 net_up() {
 	NET_KIND=$1
 	case $1 in
@@ -205,7 +215,7 @@ start_net() {
 	shift
 	case $NET_KIND in
 	loopback | veth)
-		start_firnd "$name" --net socket --listen "$SERVER" "$@"
+		start_firnd "$name" --net socket --listen "$SERVER" "${RXQ_ARGS[@]}" "$@"
 		grep -q "udp $SERVER (socket)" "$FIRND_LOG" ||
 			fail "firnd is not on $SERVER (socket): $(grep ready "$FIRND_LOG")"
 		;;
@@ -213,8 +223,8 @@ start_net() {
 		local prefix="${LAB_NS}e$name"
 		EAL_PREFIXES="$EAL_PREFIXES $prefix"
 		start_firnd "$name" --net dpdk --listen "0.0.0.0:$NET_PORT" --ip "$LAB_DPDK_IP" \
-			--eal "--no-huge -m 1024 --no-shconf --no-pci --no-telemetry --file-prefix=$prefix --vdev=net_af_packet0,iface=$LAB_HOST_IF" \
-			"$@"
+			--eal "--no-huge -m 1024 --no-shconf --no-pci --no-telemetry --file-prefix=$prefix --vdev=net_af_packet0,iface=$LAB_HOST_IF$RXQ_VDEV" \
+			"${RXQ_ARGS[@]}" "$@"
 		grep -q "(dpdk)" "$FIRND_LOG" ||
 			fail "firnd is not on the DPDK port: $(grep ready "$FIRND_LOG")"
 		;;

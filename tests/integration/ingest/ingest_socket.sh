@@ -18,18 +18,17 @@
 #   6. SIGTERM under load: a producer is mid-stream when firnd stops; firnd
 #      must still exit 0 with every record it took acked (no "not acked" in
 #      its log), and every ack the producer got must name a stored record.
-# With --rx-queues N after the two programs, firnd runs N RX agents on N
+# With FIRN_RX_QUEUES=N in the environment, firnd runs N RX agents on N
 # SO_REUSEPORT sockets (the producers hash to different owners), and step 1
 # also checks that every agent routed records of its own producers.
 # Exit 0 pass, 1 fail, 77 skip.
 #
-# usage: ingest_socket.sh FIRND INGEST_CLIENT [--rx-queues N]
+# usage: [FIRN_RX_QUEUES=N] ingest_socket.sh FIRND INGEST_CLIENT
 set -u
-FIRND=${1:?usage: ingest_socket.sh FIRND INGEST_CLIENT [--rx-queues N]}
-CLIENT=${2:?usage: ingest_socket.sh FIRND INGEST_CLIENT [--rx-queues N]}
-shift 2
-EXTRA=("$@")
+FIRND=${1:?usage: ingest_socket.sh FIRND INGEST_CLIENT}
+CLIENT=${2:?usage: ingest_socket.sh FIRND INGEST_CLIENT}
 . "$(dirname "$0")/ingest_lib.sh"
+EXTRA=("${RXQ_ARGS[@]}")
 
 UDP=$(free_port)
 API=$(free_port)
