@@ -441,6 +441,16 @@ send_recs(struct sender *s, const uint64_t *seqs, unsigned n)
 		uint64_t q = seqs[i];
 		int rc;
 
+		/*
+		 * Answered while we were sending the batch (the pump_rx between
+		 * datagrams of a big record): nothing to resend, and it must stay
+		 * DONE, or its DUPLICATE answer would count it twice.
+		 */
+		if (off == 0 && (s->recs[q].state == R_DONE || s->recs[q].state == R_FAILED)) {
+			i++;
+			continue;
+		}
+
 		if (!open) {
 			if (firn_proto_client_enc_begin(s->c, &e, buf, sizeof(buf), 0) < 0)
 				return;
@@ -459,7 +469,9 @@ send_recs(struct sender *s, const uint64_t *seqs, unsigned n)
 			exit(1);
 		}
 		if (rc == 1) {
-			s->recs[q].state = R_INFLIGHT;
+			/* (answered while its fragments went out: see above) */
+			if (s->recs[q].state != R_DONE && s->recs[q].state != R_FAILED)
+				s->recs[q].state = R_INFLIGHT;
 			s->recs[q].sent_ms = now_ms();
 			i++;
 			off = 0;
