@@ -36,7 +36,7 @@ expect_exit2 "bad kek" "64 hex digits" --config "$DIR/kek.conf" --data-dir "$DIR
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 P=$(port)
-"$FIRND" --data-dir "$DIR/d" --api 127.0.0.1:$P --pidfile "$DIR/pid" 2>"$DIR/log" &
+"$FIRND" --data-dir "$DIR/d" --api 127.0.0.1:$P --listen 127.0.0.1:$(port) --pidfile "$DIR/pid" 2>"$DIR/log" &
 PID=$!
 for _ in $(seq 100); do [ -f "$DIR/pid" ] && break; sleep 0.1; done
 [ -f "$DIR/pid" ] || { cat "$DIR/log"; fail "firnd not ready"; }
@@ -45,7 +45,7 @@ for _ in $(seq 100); do [ -f "$DIR/pid" ] && break; sleep 0.1; done
 [ "$(stat -c %a "$DIR/d/keys/kek")" = 600 ] || fail "kek mode is not 0600"
 grep -q "generated a key-encryption key" "$DIR/log" || fail "no warning about the generated kek"
 
-expect_exit2 "locked data dir" "in use by another firnd" --data-dir "$DIR/d" --api 127.0.0.1:$(port)
+expect_exit2 "locked data dir" "in use by another firnd" --data-dir "$DIR/d" --api 127.0.0.1:$(port) --listen 127.0.0.1:$(port)
 
 kill -TERM "$PID"
 wait "$PID"; rc=$?
@@ -57,7 +57,7 @@ echo "ok: SIGTERM -> exit 0"
 
 # Restart on the same directory: the lock is free again and the key is reused.
 K1=$(cat "$DIR/d/keys/kek")
-"$FIRND" --data-dir "$DIR/d" --api 127.0.0.1:$(port) --pidfile "$DIR/pid" 2>"$DIR/log2" &
+"$FIRND" --data-dir "$DIR/d" --api 127.0.0.1:$(port) --listen 127.0.0.1:$(port) --pidfile "$DIR/pid" 2>"$DIR/log2" &
 PID=$!
 for _ in $(seq 100); do [ -f "$DIR/pid" ] && break; sleep 0.1; done
 [ -f "$DIR/pid" ] || { cat "$DIR/log2"; fail "restart not ready"; }
