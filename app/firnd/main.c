@@ -4,7 +4,8 @@
  * Start-up order: configuration (defaults, file, environment, flags), the
  * data directory lock, the key-encryption key, the catalog, the ingest
  * pipeline's tables (the store's on_durable hook points at them), the store
- * (which recovers every shard before it returns), the HTTP API, then the
+ * (which recovers every shard before it returns), the removal of what a
+ * crash in DeleteStream left (drop_deleted_streams()), the HTTP API, then the
  * data port (kernel UDP socket or DPDK, by `net`) and the ingest agent, which
  * rebuilds the producers' dedupe windows from the store before it reads a
  * single datagram. Shut-down is what SIGTERM/SIGINT trigger: stop reading
@@ -162,6 +163,62 @@ sync_retention(struct firn_catalog *cat, struct firn_store *st)
 	}
 	free(names);
 	return 0;
+}
+
+/*
+ * Finish what a crash interrupted in DeleteStream, before anything serves:
+ * a stream still marked DELETING (the first of DeleteStream's steps) leaves
+ * the catalog now, and the data of every stream the catalog no longer has
+ * (DeleteStream died between its catalog change and the drop) is removed by
+ * the store. Nothing else uses the store yet, so nothing can race a removal.
+ * A failure is logged and firnd serves anyway: leaked space is no reason to
+ * refuse the streams that are fine.
+ */
+static void
+drop_deleted_streams(struct firn_catalog *cat, struct firn_store *st)
+{
+	struct firn_stream_info *s;
+	uint64_t *ids = NULL;
+	uint32_t n, i, nids = 0;
+	char **names;
+
+	if (firn_catalog_list(cat, &names, &n) < 0) {
+		FIRN_LOG(ERR, "firnd", "orphan sweep skipped: list streams: %s", firn_err_msg());
+		return;
+	}
+	if (n > 0 && (ids = calloc(n, sizeof(*ids))) == NULL) {
+		FIRN_LOG(ERR, "firnd", "orphan sweep skipped: out of memory");
+		free(names);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (firn_catalog_get(cat, names[i], &s) < 0) {
+			/* Cannot tell its id: better keep every stream's data. */
+			FIRN_LOG(ERR, "firnd", "orphan sweep skipped: stream '%s': %s", names[i],
+			         firn_err_msg());
+			goto out;
+		}
+		if (s->status == FIRN_STREAM_DELETING) {
+			if (firn_catalog_delete(cat, s->name) == 0) {
+				FIRN_LOG(INFO, "firnd",
+				         "stream '%s' (id %llu) was being deleted when firnd "
+				         "stopped: deletion finished",
+				         s->name, (unsigned long long)s->id);
+				firn_stream_info_free(s);
+				continue;
+			}
+			FIRN_LOG(ERR, "firnd", "finish deleting stream '%s': %s", s->name,
+			         firn_err_msg());
+		}
+		ids[nids++] = s->id;
+		firn_stream_info_free(s);
+	}
+	/* The store logs one line per directory it removes (or leaves alone). */
+	if (firn_store_drop_orphans(st, ids, nids, firn_catalog_next_id(cat), NULL) < 0)
+		FIRN_LOG(ERR, "firnd", "orphan sweep: %s", firn_err_msg());
+out:
+	free(ids);
+	free(names);
 }
 
 /* One line for the operator (and the benchmarks) when the data port closes. */
@@ -415,6 +472,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "firnd: store: %s\n", firn_err_msg());
 		return 1;
 	}
+	drop_deleted_streams(cat, st);
 	sync_retention(cat, st);
 
 	firn_api_conf_defaults(&ac);

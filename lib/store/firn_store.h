@@ -30,7 +30,9 @@
  * segment block by block (CRC + GCM tag) and cuts a torn or corrupt tail back
  * to the last valid block; a damaged sealed segment is renamed *.quarantine
  * and reported, and the daemon keeps running. Nothing a waiter was told is
- * durable is ever behind the cut.
+ * durable is ever behind the cut. The store keeps every stream directory it
+ * finds; the data of streams the catalog no longer has (a DeleteStream cut
+ * short by a crash) goes with firn_store_drop_orphans(), called once at start.
  *
  * Thread safety: all functions may be called from any thread; appends to one
  * shard are serialised by that shard's lock (cheap, rarely contended).
@@ -154,6 +156,29 @@ int firn_store_shard_seal(struct firn_store *st, uint64_t stream_id, uint32_t sh
 /* Drop every shard of a stream (deletes its files). */
 int firn_store_stream_drop(struct firn_store *st, uint64_t stream_id);
 
+/*
+ * Remove the data of streams the catalog no longer has: what a crash between
+ * DeleteStream's catalog change and firn_store_stream_drop() leaves behind.
+ * Every directory <dir>/streams/<id> whose name is a stream id (decimal,
+ * canonical), that is a real directory (never a symlink), whose id is not in
+ * live_ids[0..nlive) (every stream of the catalog, whatever its shards'
+ * state) and is below id_limit (the catalog's next id: every id it ever gave
+ * out is below) is dropped with firn_store_stream_drop() and logged at INFO
+ * with its size and shard count. Anything else under streams/ is left alone:
+ * an id at or above id_limit (the catalog is older than the data: restored
+ * from a backup, or lost and started afresh) and any entry that is not a
+ * stream id get a WARN, never a removal. Counted in
+ * firn_store_stats.orphan_streams_removed.
+ *
+ * Call it once after open, before anything else can append to or read the
+ * store (firnd: before the API and the data port start), so no stream it
+ * drops can be in use. *removed (may be NULL) gets the number of stream
+ * directories removed. 0, or the first error (the others are still tried;
+ * the error chain names the directory).
+ */
+int firn_store_drop_orphans(struct firn_store *st, const uint64_t *live_ids, size_t nlive,
+                            uint64_t id_limit, uint64_t *removed);
+
 /* Retention: segments whose newest record is older than this are removed by GC. */
 int firn_store_set_retention(struct firn_store *st, uint64_t stream_id, uint32_t hours);
 
@@ -203,7 +228,8 @@ struct firn_store_stats {
 	uint64_t recovered_cut_bytes; /* torn tails cut at open */
 	uint64_t quarantined_segments;
 	uint64_t gc_segments;
-	uint64_t spare_segments; /* laid-out segment files ready for rolls */
+	uint64_t spare_segments;         /* laid-out segment files ready for rolls */
+	uint64_t orphan_streams_removed; /* by firn_store_drop_orphans() */
 	/* fsync (commit) latency histogram: buckets of 2^i microseconds, i < 24 */
 	uint64_t commit_lat_us_log2[24];
 };

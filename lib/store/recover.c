@@ -30,6 +30,10 @@
  *     segment whose creation was interrupted (the header, and the zeroes
  *     written with it, are made durable before any block is written) and is
  *     removed; anything else is quarantined.
+ *
+ * After open, firn_store_drop_orphans() (at the end of this file) removes
+ * the directories of streams the catalog no longer has; the store cannot
+ * tell those by itself, so the daemon passes the catalog's ids in.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -476,5 +480,187 @@ store_recover(struct firn_store *st)
 	if (rc == 0 && st->quarantined_segments > 0)
 		FIRN_LOG(ERR, STORE_LOG, "%s: %" PRIu64 " segment(s) quarantined at open", st->dir,
 		         st->quarantined_segments);
+	return rc;
+}
+
+/* ---- orphaned streams ------------------------------------------------------------------ */
+
+/*
+ * A stream's data outlives its catalog entry when firnd dies between
+ * DeleteStream's catalog change and the drop of the data (lib/api: catalog
+ * first, so a crash never leaves a stream whose data is half gone), or when
+ * an append made from a snapshot taken before a DeleteStream lands after the
+ * drop and brings a shard back to life. Nothing
+ * would ever remove that directory again, and on an appliance whose job is
+ * to fill its disks that leak matters, so firnd asks for it at start.
+ *
+ * The rule is deliberately narrow. Stream ids are never reused and are only
+ * given out by a catalog change that is durable before any data can exist
+ * for them, so an id below the catalog's next id that the catalog does not
+ * have was deleted: its data is garbage. An id at or above the next id says
+ * the catalog is older than the data (restored from a backup, or lost and
+ * created afresh): removing would turn an operator's mistake into data loss,
+ * so it stays, with a warning. Names that are not canonical decimal ids,
+ * symlinks and plain files are not ours to judge either.
+ */
+
+static int
+orphan_id_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Bytes allocated under path (st_blocks, what removal gives back); symlinks not followed. */
+static uint64_t
+orphan_du(const char *path, unsigned depth)
+{
+	char child[PATH_MAX];
+	struct dirent *de;
+	struct stat sb;
+	uint64_t bytes;
+	DIR *d;
+
+	if (lstat(path, &sb) < 0)
+		return 0;
+	bytes = (uint64_t)sb.st_blocks * 512;
+	/* The layout is two levels deep; a bound keeps a strange tree from recursing far. */
+	if (!S_ISDIR(sb.st_mode) || depth > 4 || (d = opendir(path)) == NULL)
+		return bytes;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >= (int)sizeof(child))
+			continue;
+		bytes += orphan_du(child, depth + 1);
+	}
+	closedir(d);
+	return bytes;
+}
+
+/* Shard directories in a stream directory, by the rule store_recover() uses. */
+static unsigned
+orphan_shards(const char *sdir)
+{
+	struct dirent *de;
+	unsigned n = 0;
+	DIR *d = opendir(sdir);
+
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t idx;
+
+		if (de->d_name[0] != '.' && firn_parse_u64(de->d_name, &idx) == 0 &&
+		    idx <= UINT32_MAX)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+int
+firn_store_drop_orphans(struct firn_store *st, const uint64_t *live_ids, size_t nlive,
+                        uint64_t id_limit, uint64_t *removed)
+{
+	uint64_t *live = NULL, *found = NULL, count = 0;
+	size_t nfound = 0, capfound = 0, i;
+	char path[PATH_MAX], canon[32];
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (removed != NULL)
+		*removed = 0;
+	if (nlive > 0) {
+		live = malloc(nlive * sizeof(*live));
+		if (live == NULL)
+			return firn_err_set(-ENOMEM, "out of memory");
+		memcpy(live, live_ids, nlive * sizeof(*live));
+		qsort(live, nlive, sizeof(*live), orphan_id_cmp);
+	}
+	d = opendir(st->streams_dir);
+	if (d == NULL) {
+		free(live);
+		return firn_err_set(-errno, "open %s: %s", st->streams_dir, strerror(errno));
+	}
+	/* Judge every entry first, remove afterwards: no removal under a live readdir. */
+	while ((de = readdir(d)) != NULL) {
+		struct stat sb;
+		uint64_t id;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", st->streams_dir, de->d_name);
+		if (firn_parse_u64(de->d_name, &id) < 0 ||
+		    snprintf(canon, sizeof(canon), "%" PRIu64, id) < 0 ||
+		    strcmp(canon, de->d_name) != 0) {
+			FIRN_LOG(WARN, STORE_LOG, "%s: not a stream id: left alone", path);
+			continue;
+		}
+		if (lstat(path, &sb) < 0) {
+			FIRN_LOG(WARN, STORE_LOG, "%s: %s: left alone", path, strerror(errno));
+			continue;
+		}
+		if (!S_ISDIR(sb.st_mode)) {
+			FIRN_LOG(WARN, STORE_LOG, "%s: %s, not a directory: left alone", path,
+			         S_ISLNK(sb.st_mode) ? "a symlink" : "not ours");
+			continue;
+		}
+		if (live != NULL && bsearch(&id, live, nlive, sizeof(*live), orphan_id_cmp))
+			continue;
+		if (id >= id_limit) {
+			FIRN_LOG(WARN, STORE_LOG,
+			         "%s: data of stream id %" PRIu64 ", which the catalog never gave "
+			         "out (its next id is %" PRIu64 "): is the catalog older than the "
+			         "data? left alone; remove it by hand if it is not needed",
+			         path, id, id_limit);
+			continue;
+		}
+		if (nfound == capfound) {
+			size_t cap = capfound ? capfound * 2 : 8;
+			uint64_t *p = realloc(found, cap * sizeof(*p));
+
+			if (p == NULL) {
+				rc = firn_err_set(-ENOMEM, "out of memory");
+				break;
+			}
+			found = p;
+			capfound = cap;
+		}
+		found[nfound++] = id;
+	}
+	closedir(d);
+	free(live);
+
+	for (i = 0; i < nfound; i++) {
+		uint64_t id = found[i], bytes;
+		unsigned shards;
+		int r;
+
+		snprintf(path, sizeof(path), "%s/%" PRIu64, st->streams_dir, id);
+		bytes = orphan_du(path, 0);
+		shards = orphan_shards(path);
+		/* The one way the store removes a stream: its shards are let go first. */
+		r = firn_store_stream_drop(st, id);
+		if (r < 0) {
+			FIRN_LOG(ERR, STORE_LOG, "orphan data of stream id %" PRIu64 ": %s", id,
+			         firn_err_msg());
+			if (rc == 0)
+				rc = r;
+			continue;
+		}
+		count++;
+		/* Pairs with the relaxed load in firn_store_stats(): a counter only. */
+		__atomic_add_fetch(&st->orphan_streams_removed, 1, __ATOMIC_RELAXED);
+		FIRN_LOG(INFO, STORE_LOG,
+		         "removed orphan data of stream id %" PRIu64 ": %.1f MiB, %u shard%s (a "
+		         "DeleteStream interrupted by a crash)",
+		         id, (double)bytes / (1024.0 * 1024.0), shards, shards == 1 ? "" : "s");
+	}
+	free(found);
+	if (removed != NULL)
+		*removed = count;
 	return rc;
 }

@@ -1240,4 +1240,7 @@ firn_store_stats(struct firn_store *st, struct firn_store_stats *out)
 	out->spare_segments = store_spares_count(st);
 	out->recovered_cut_bytes = st->recovered_cut_bytes;
 	out->quarantined_segments = st->quarantined_segments;
+	/* Pairs with the relaxed add in firn_store_drop_orphans(): a counter only. */
+	out->orphan_streams_removed =
+	        __atomic_load_n(&st->orphan_streams_removed, __ATOMIC_RELAXED);
 }

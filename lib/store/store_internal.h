@@ -393,6 +393,7 @@ struct firn_store {
 
 	uint64_t recovered_cut_bytes;
 	uint64_t quarantined_segments;
+	uint64_t orphan_streams_removed; /* firn_store_drop_orphans() (caller's thread) */
 };
 
 #define STORE_ZERO_CHUNK (1u << 20)

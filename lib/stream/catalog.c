@@ -110,6 +110,17 @@ firn_catalog_version(struct firn_catalog *c)
 	return __atomic_load_n(&c->version, __ATOMIC_ACQUIRE);
 }
 
+uint64_t
+firn_catalog_next_id(struct firn_catalog *c)
+{
+	uint64_t id;
+
+	pthread_mutex_lock(&c->lock);
+	id = c->next_id;
+	pthread_mutex_unlock(&c->lock);
+	return id;
+}
+
 static void
 bump_version(struct firn_catalog *c)
 {

@@ -178,6 +178,13 @@ int firn_stream_route(const struct firn_stream_info *s, struct firn_u128 hash, u
 /* A counter that changes on every catalog change (route tables compare it). */
 uint64_t firn_catalog_version(struct firn_catalog *c);
 
+/*
+ * The id the next created stream will get. Ids are never reused, so every id
+ * this catalog ever gave out is below it (firnd's orphan sweep at start
+ * leaves the data of higher ids alone: see firn_store_drop_orphans()).
+ */
+uint64_t firn_catalog_next_id(struct firn_catalog *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,8 +2,10 @@
 
 Each test program starts the real firnd on a free loopback port with a fresh
 data directory under /var/tmp (the store uses O_DIRECT, which tmpfs refuses),
-drives it with unmodified boto3 and AWS CLI clients, and stops it. Programs
-exit 0 (pass), 1 (fail) or 77 (skip: firnd not built, boto3 or aws missing).
+drives it with unmodified boto3 and AWS CLI clients, and stops it (starting,
+stopping and killing firnd is shared with the client tests: firnd_launch.py).
+Programs exit 0 (pass), 1 (fail) or 77 (skip: firnd not built, boto3 or aws
+missing).
 
     python3 api_lifecycle.py /path/to/firnd [/path/to/firn]
 
@@ -18,15 +20,12 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import unittest
 
-SKIP = 77
+from firnd_launch import SKIP, FirndProcess, free_port, http_ready
+
 ACCESS_KEY = "FIRNDEMOACCESSKEY"
 SECRET_KEY = "firn-demo-secret-change-me"
 REGION = "us-east-1"
@@ -60,14 +59,6 @@ def md5_hash_key(key):
     return int(hashlib.md5(key).hexdigest(), 16)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def check_environment(firnd):
     """Exit 77 with a reason when the test cannot run here."""
     if boto3 is None:
@@ -81,24 +72,18 @@ def check_environment(firnd):
         sys.exit(SKIP)
 
 
-class Firnd:
-    """One firnd process with its own data dir and port."""
+class Firnd(FirndProcess):
+    """One firnd with its own data dir and API port, ready once GET /metrics
+    answers 200 (starting, stopping and killing it: firnd_launch.py)."""
 
     def __init__(self, firnd, conf=None, env=None, data_dir=None, port=None):
-        self.firnd = firnd
+        super().__init__(firnd, data_dir=data_dir, prefix="firn-api-it-", env=env)
         self.conf = conf or {}
-        self.env = dict(os.environ)
-        self.env.update(env or {})
         self.port = port or free_port()
-        self.own_dir = data_dir is None
-        base = "/var/tmp" if os.path.isdir("/var/tmp") else None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="firn-api-it-", dir=base)
-        self.proc = None
-        self.log_path = os.path.join(self.data_dir, "firnd.log")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout=20):
-        args = [self.firnd, "--data-dir", self.data_dir, "--api", f"127.0.0.1:{self.port}",
+        args = ["--data-dir", self.data_dir, "--api", f"127.0.0.1:{self.port}",
                 "--listen", f"127.0.0.1:{free_port()}"]
         if self.conf:
             path = os.path.join(self.data_dir, "test.conf")
@@ -106,58 +91,7 @@ class Firnd:
                 for k, v in self.conf.items():
                     f.write(f"{k} = {v}\n")
             args += ["--config", path]
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"firnd exited with {self.proc.returncode}:\n" + self.tail())
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/metrics")
-                r = c.getresponse()
-                r.read()
-                c.close()
-                if r.status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("firnd did not come up:\n" + self.tail())
-
-    def tail(self, n=40):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        """SIGTERM and wait: the clean shutdown path must exit 0."""
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
-
-    def cleanup(self):
-        if self.proc is not None:
-            self.stop()
-        if self.own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        return self.launch(args, lambda: http_ready(self.port), timeout)
 
     # ---- clients ----------------------------------------------------------
 
@@ -236,9 +170,7 @@ class FirndTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.d.stop()
-        log = cls.d.tail()
-        cls.d.cleanup()
+        rc, log = cls.d.shutdown()
         if rc != 0:
             raise AssertionError(f"firnd exited {rc} on SIGTERM:\n{log}")
 

@@ -3,9 +3,12 @@
 stopped with SIGTERM, which must exit 0) in the middle, restarted on the same
 data directory, and every record that got a 200 must read back with the same
 sequence number, shard, key and data. Sequence numbers after the restart
-continue above the acknowledged ones. Two rounds each."""
+continue above the acknowledged ones. Two rounds each. And the data a crash in
+DeleteStream leaves behind is removed at the next start."""
 
+import json
 import os
+import shutil
 import threading
 import time
 import unittest
@@ -55,9 +58,127 @@ class Crash(unittest.TestCase):
             nxt = k.list_streams(NextToken=page["NextToken"])
             self.assertEqual(nxt["StreamNames"], ["iter-b", "iter-c"])
         finally:
-            rc = d.stop()
-            log = d.tail()
-            d.cleanup()
+            rc, log = d.shutdown()
+        self.assertEqual(rc, 0, log)
+
+    def test_orphan_data_of_an_interrupted_delete_is_removed_at_start(self):
+        # DeleteStream changes the catalog, then drops the data; a crash in
+        # between leaves the stream's directory behind. We make that state
+        # from two real runs: save stream "gone"'s directory, DeleteStream it
+        # (catalog and data both go), and put the directory back. Stream
+        # "half" is left as a crash right after DeleteStream's first step
+        # leaves it: marked DELETING in the catalog (the one field firnd itself
+        # would have written). At the next start firnd finishes both: their
+        # data is removed with one line each, while "keep", resharded so it
+        # has closed parent shards, reads back whole and takes new records.
+        d = Firnd(self.firnd_path).start()
+        streams = os.path.join(d.data_dir, "streams")
+        catalog = os.path.join(d.data_dir, "catalog", "catalog.json")
+        saved = os.path.join(d.data_dir, "saved-gone")
+
+        def ids():
+            with open(catalog) as f:
+                return {s["name"]: s["id"] for s in json.load(f)["streams"]}
+
+        def put(k, name, n, tag):
+            out = []
+            for i in range(n):
+                key, data = f"{tag}-{i}", (b"%s-%d-" % (tag.encode(), i)) * (1 + i % 50)
+                r = k.put_record(StreamName=name, Data=data, PartitionKey=key)
+                out.append((r["SequenceNumber"], r["ShardId"], key, data))
+            return out
+
+        def read_all(k, name):
+            got = {}
+            for sh in k.list_shards(StreamName=name)["Shards"]:
+                it = k.get_shard_iterator(StreamName=name, ShardId=sh["ShardId"],
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                while it:
+                    r = k.get_records(ShardIterator=it)
+                    for rec in r["Records"]:
+                        got[rec["SequenceNumber"]] = (sh["ShardId"], rec["PartitionKey"],
+                                                      rec["Data"])
+                    it = r.get("NextShardIterator")
+                    if not r["Records"] and r["MillisBehindLatest"] == 0:
+                        break
+            return got
+
+        try:
+            k = d.client()
+            for name, n in (("keep", 2), ("gone", 3), ("half", 2)):
+                k.create_stream(StreamName=name, ShardCount=n)
+            kept = put(k, "keep", 60, "k1")
+            k.update_shard_count(StreamName="keep", TargetShardCount=3,
+                                 ScalingType="UNIFORM_SCALING")
+            kept += put(k, "keep", 60, "k2")
+            put(k, "gone", 200, "g")
+            put(k, "half", 100, "h")
+            sid = ids()
+            gone_dir = os.path.join(streams, str(sid["gone"]))
+            half_dir = os.path.join(streams, str(sid["half"]))
+            self.assertEqual(d.stop(), 0, d.tail())
+            shutil.copytree(gone_dir, saved, symlinks=True)
+
+            d.start()
+            d.client().delete_stream(StreamName="gone")
+            self.assertFalse(os.path.exists(gone_dir), "DeleteStream left the data")
+            self.assertEqual(d.stop(), 0, d.tail())
+            os.rename(saved, gone_dir)                  # the crash's leftover
+            with open(catalog) as f:
+                cat = json.load(f)
+            for s in cat["streams"]:
+                if s["name"] == "half":
+                    s["status"] = "DELETING"
+            with open(catalog, "w") as f:
+                json.dump(cat, f)
+            os.mkdir(os.path.join(streams, "lost+found"))   # not ours: left alone
+            self.assertTrue(os.path.isdir(gone_dir))
+
+            log_start = os.path.getsize(d.log_path)
+            d.start()
+            with open(d.log_path, "rb") as f:
+                f.seek(log_start)
+                log = f.read().decode("utf-8", "replace")
+            for name, n in (("gone", 3), ("half", 2)):
+                line = [ln for ln in log.splitlines()
+                        if f"removed orphan data of stream id {sid[name]}:" in ln]
+                self.assertEqual(len(line), 1, log)
+                self.assertIn(f"MiB, {n} shards (a DeleteStream interrupted by a crash)",
+                              line[0])
+                self.assertIn("INFO", line[0])
+                print(line[0])
+            self.assertIn("stream 'half' (id %d) was being deleted" % sid["half"], log)
+            self.assertNotIn("quarantined", log)     # the leftover was whole, not damage
+            self.assertRegex(log, r"WARN .*streams/lost\+found: not a stream id: left alone")
+            self.assertFalse(os.path.exists(gone_dir), "orphan data still there")
+            self.assertFalse(os.path.exists(half_dir), "DELETING stream's data still there")
+            self.assertTrue(os.path.isdir(os.path.join(streams, "lost+found")))
+            self.assertTrue(os.path.isdir(os.path.join(streams, str(sid["keep"]))))
+
+            k = d.client()
+            self.assertEqual(sorted(k.list_streams()["StreamNames"]), ["keep"])
+            got = read_all(k, "keep")
+            self.assertEqual(len(got), len(kept))
+            for seq, shard, key, data in kept:
+                self.assertEqual(got[seq], (shard, key, data), seq)
+            more = put(k, "keep", 10, "k3")
+            self.assertEqual(len(read_all(k, "keep")), len(kept) + len(more))
+            # The name is free again and the new stream starts empty, with a new id.
+            k.create_stream(StreamName="gone", ShardCount=3)
+            self.assertNotEqual(ids()["gone"], sid["gone"])
+            self.assertEqual(read_all(k, "gone"), {})
+
+            # Nothing left to do at the next start.
+            self.assertEqual(d.stop(), 0, d.tail())
+            log_start = os.path.getsize(d.log_path)
+            d.start()
+            with open(d.log_path, "rb") as f:
+                f.seek(log_start)
+                log = f.read().decode("utf-8", "replace")
+            self.assertNotIn("removed orphan data", log)
+            self.assertEqual(len(read_all(d.client(), "keep")), len(kept) + len(more))
+        finally:
+            rc, log = d.shutdown()
         self.assertEqual(rc, 0, log)
 
     def run_rounds(self, kill9):
@@ -144,9 +265,7 @@ class Crash(unittest.TestCase):
                 print(f"round {rnd}: {len(acked)} acknowledged records so far, all read "
                       f"back with their numbers and data")
         finally:
-            rc = d.stop()
-            log = d.tail()
-            d.cleanup()
+            rc, log = d.shutdown()
         self.assertEqual(rc, 0, log)
 
 

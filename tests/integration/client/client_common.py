@@ -15,15 +15,15 @@ import base64
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-SKIP = 77
+# firnd_launch.py lives one directory up, in tests/integration, shared with the
+# API tests. Put that directory on the path here rather than in meson's env, so
+# the import works the same from meson (run from the build dir) and by hand.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from firnd_launch import SKIP, FirndProcess, free_port, pidfile_ready  # noqa: E402
 
 
 def skip(why):
@@ -37,24 +37,6 @@ def fail(why, firnd=None):
         print("--- firnd log (tail)")
         print(firnd.tail())
     sys.exit(1)
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", port))
-        except OSError:
-            u.close()
-            continue
-        t.close()
-        u.close()
-        return port
-    raise RuntimeError("no free port")
 
 
 # CRC32C (Castagnoli), the convention of doc/format.md: CRC32C("123456789") = 0xE3069283.
@@ -92,17 +74,19 @@ def udp_bound(port):
     return False
 
 
-class Firnd:
-    """One firnd on free loopback ports with its own data dir."""
+class Firnd(FirndProcess):
+    """One firnd on free loopback ports (HTTP API and UDP data port) with its
+    own data dir, ready once it has written its --pidfile (starting, stopping
+    and killing it: ../firnd_launch.py)."""
+
+    tail_lines = 30
+    # A test that failed only wants firnd gone: SIGKILL, not SIGTERM and wait.
+    graceful_cleanup = False
 
     def __init__(self, firnd, data_dir=None):
-        self.firnd = firnd
+        super().__init__(firnd, data_dir=data_dir, prefix="firn-client-it-")
         self.api_port = free_port()
         self.udp_port = free_port()
-        self.own_dir = data_dir is None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="firn-client-it-", dir="/var/tmp")
-        self.log_path = os.path.join(self.data_dir, "firnd.log")
-        self.proc = None
         self.endpoint = f"http://127.0.0.1:{self.api_port}"
         self.udp = f"127.0.0.1:{self.udp_port}"
 
@@ -110,54 +94,11 @@ class Firnd:
         pid = os.path.join(self.data_dir, "pid")
         if os.path.exists(pid):
             os.unlink(pid)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.firnd, "--data-dir", os.path.join(self.data_dir, "data"), "--api",
+        return self.launch(
+            ["--data-dir", os.path.join(self.data_dir, "data"), "--api",
              f"127.0.0.1:{self.api_port}", "--listen", self.udp, "--net", "socket",
              "--pidfile", pid, "--log-level", "info"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"firnd exited with {self.proc.returncode}:\n" + self.tail())
-            if os.path.exists(pid) and os.path.getsize(pid) > 0:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("firnd did not become ready:\n" + self.tail())
-
-    def tail(self, n=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
-
-    def cleanup(self):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-        if self.own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            lambda: pidfile_ready(pid), timeout)
 
 
 def setup(argv, need_bench=False):
@@ -186,6 +127,22 @@ def setup(argv, need_bench=False):
         skip(f"firnd is up but nothing is bound on its --listen UDP port {d.udp_port}: this "
              f"build of firnd does not open the UDP data port (no UDP ingest).\n{log}")
     return d, firn, bench
+
+
+def main(checks, need_bench=False):
+    """Entry point of a client test: argv is FIRND FIRN [FIRN_BENCH]. Starts
+    firnd (setup()), runs checks(d, firn, bench), which exits through fail()
+    on the first failed check, then SIGTERM must stop firnd with exit 0.
+    firnd is killed and its data dir removed however the test ends."""
+    d, firn_bin, bench = setup(sys.argv, need_bench=need_bench)
+    try:
+        checks(d, firn_bin, bench)
+        rc = d.stop()
+        if rc != 0:
+            fail(f"firnd exited {rc} on SIGTERM", d)
+    finally:
+        d.cleanup()
+    print("PASS")
 
 
 def run(args, stdin=None, timeout=300, env=None):

@@ -144,23 +144,15 @@ def check_metrics(d):
     print(f"ok: /metrics ingest counters (acked={vals['firn_ingest_records_acked_total']})")
 
 
-def main():
-    d, firn_bin, bench = cc.setup(sys.argv, need_bench=True)
-    try:
-        check_put(d, firn_bin)
-        check_bench(d, firn_bin, bench, "udp")
-        # Records of 2+ and 15+ datagrams: every one is reassembled by firnd.
-        check_bench(d, firn_bin, bench, "udp", size=3000, n=3000)
-        check_bench(d, firn_bin, bench, "udp", size=20000, n=2000)
-        check_bench(d, firn_bin, bench, "http")
-        check_metrics(d)
-        rc = d.stop()
-        if rc != 0:
-            cc.fail(f"firnd exited {rc} on SIGTERM", d)
-    finally:
-        d.cleanup()
-    print("PASS")
+def checks(d, firn_bin, bench):
+    check_put(d, firn_bin)
+    check_bench(d, firn_bin, bench, "udp")
+    # Records of 2+ and 15+ datagrams: every one is reassembled by firnd.
+    check_bench(d, firn_bin, bench, "udp", size=3000, n=3000)
+    check_bench(d, firn_bin, bench, "udp", size=20000, n=2000)
+    check_bench(d, firn_bin, bench, "http")
+    check_metrics(d)
 
 
 if __name__ == "__main__":
-    main()
+    cc.main(checks, need_bench=True)

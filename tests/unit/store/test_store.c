@@ -525,6 +525,114 @@ test_drop(void **state)
 	firn_store_close(st);
 }
 
+/* Does path exist (without following a last symlink)? */
+static bool
+exists(const char *fmt, const char *a, const char *b)
+{
+	char path[4600];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), fmt, a, b);
+	return lstat(path, &sb) == 0;
+}
+
+/*
+ * firn_store_drop_orphans(): the data of a stream the catalog no longer has
+ * goes, by the same path as a drop; a live stream (sealed shards included)
+ * stays readable; ids the catalog never gave out, names that are not
+ * stream ids, files and symlinks are left alone.
+ */
+static void
+test_drop_orphans(void **state)
+{
+	static const uint64_t live[] = {4, 3}; /* unsorted on purpose */
+	struct firn_store_conf conf;
+	struct firn_store_stats stats;
+	struct firn_shard_stat ss;
+	struct firn_store *st;
+	char sdir[4400], path[4600];
+	uint64_t removed = 99, last;
+	bool empty;
+
+	(void)state;
+	conf_small(&conf);
+	st = firn_store_open(&conf);
+	assert_non_null(st);
+	append_n(st, 3, 0, 0, 40, 0);
+	append_n(st, 3, 1, 0, 40, 0);
+	append_n(st, 4, 0, 0, 30, 0);
+	/* Stream 4 resharded: its closed parent 0 and its child 1 both belong to it. */
+	assert_int_equal(firn_store_shard_seal(st, 4, 0, &last, &empty), 0);
+	append_n(st, 4, 1, 0, 30, 0);
+	append_n(st, 5, 0, 0, 60, 0); /* the orphans: 5 with data, 6 empty */
+	append_n(st, 5, 2, 0, 60, 0);
+	assert_int_equal(firn_store_shard_create(st, 6, 0), 0);
+	append_n(st, 9, 0, 0, 20, 0); /* at the catalog's next id: not ours to judge */
+	firn_store_close(st);
+
+	snprintf(sdir, sizeof(sdir), "%s/streams", tdir);
+	snprintf(path, sizeof(path), "%s/notes.txt", sdir);
+	assert_int_equal(firn_file_write_atomic(path, "x\n", 2, 0644), 0);
+	snprintf(path, sizeof(path), "%s/007", sdir); /* 7, but not as the store spells it */
+	assert_int_equal(firn_mkdir_p(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/lost+found", sdir);
+	assert_int_equal(firn_mkdir_p(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/elsewhere/0", tdir);
+	assert_int_equal(firn_mkdir_p(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/elsewhere/0/keep", tdir);
+	assert_int_equal(firn_file_write_atomic(path, "k", 1, 0644), 0);
+	snprintf(path, sizeof(path), "%s/8", sdir); /* a stream id below 9, but a symlink */
+	assert_int_equal(symlink("../elsewhere", path), 0);
+
+	st = firn_store_open(&conf);
+	assert_non_null(st);
+	/* An empty catalog (next id 1) never gave out any of these: nothing goes. */
+	assert_int_equal(firn_store_drop_orphans(st, NULL, 0, 1, &removed), 0);
+	assert_int_equal(removed, 0);
+	assert_true(exists("%s/%s", sdir, "5"));
+	assert_true(exists("%s/%s", sdir, "6"));
+
+	assert_int_equal(firn_store_drop_orphans(st, live, 2, 9, &removed), 0);
+	assert_int_equal(removed, 2);
+	firn_store_stats(st, &stats);
+	assert_int_equal(stats.orphan_streams_removed, 2);
+	assert_false(exists("%s/%s", sdir, "5"));
+	assert_false(exists("%s/%s", sdir, "6"));
+	assert_int_equal(firn_store_shard_stat(st, 5, 0, &ss), -ENOENT);
+	assert_int_equal(firn_store_shard_stat(st, 5, 2, &ss), -ENOENT);
+	assert_int_equal(firn_store_shard_stat(st, 6, 0, &ss), -ENOENT);
+	/* Everything else is still there. */
+	assert_true(exists("%s/%s", sdir, "9"));
+	assert_true(exists("%s/%s", sdir, "notes.txt"));
+	assert_true(exists("%s/%s", sdir, "007"));
+	assert_true(exists("%s/%s", sdir, "lost+found"));
+	assert_true(exists("%s/%s", sdir, "8"));
+	assert_true(exists("%s/%s", tdir, "elsewhere/0/keep"));
+	read_check(st, 3, 0, 0, 40, 0);
+	read_check(st, 3, 1, 0, 40, 0);
+	read_check(st, 4, 0, 0, 30, 0);
+	read_check(st, 4, 1, 0, 30, 0);
+	read_check(st, 9, 0, 0, 20, 0);
+	assert_int_equal(firn_store_shard_stat(st, 4, 0, &ss), 0);
+	assert_true(ss.sealed);
+	/* The live streams take appends as before. */
+	assert_int_equal(append_n(st, 3, 0, 40, 10, 0), 40);
+	assert_int_equal(firn_store_wait_durable(st, 3, 0, 49, 5000), 0);
+	/* Nothing left to do the second time. */
+	assert_int_equal(firn_store_drop_orphans(st, live, 2, 9, &removed), 0);
+	assert_int_equal(removed, 0);
+	firn_store_close(st);
+
+	st = firn_store_open(&conf);
+	assert_non_null(st);
+	assert_int_equal(firn_store_shard_stat(st, 5, 0, &ss), -ENOENT);
+	read_check(st, 3, 0, 0, 50, 0);
+	read_check(st, 4, 1, 0, 30, 0);
+	firn_store_stats(st, &stats);
+	assert_int_equal(stats.orphan_streams_removed, 0);
+	firn_store_close(st);
+}
+
 static void
 test_gc(void **state)
 {
@@ -826,6 +934,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_seal, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_shard_create, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_drop_orphans, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
