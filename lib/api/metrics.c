@@ -339,6 +339,21 @@ api_metrics_render(struct firn_api *api, size_t *len)
 	sb_printf(&b, "firn_store_commits_total %llu\n", (unsigned long long)st.commits);
 	help(&b, "firn_store_write_errors_total", "counter", "Failed writes.");
 	sb_printf(&b, "firn_store_write_errors_total %llu\n", (unsigned long long)st.write_errors);
+	help(&b, "firn_store_slow_commits_total", "counter",
+	     "Group commits that took 50 ms or more (the device was held up).");
+	sb_printf(&b, "firn_store_slow_commits_total %llu\n", (unsigned long long)st.slow_commits);
+	help(&b, "firn_store_recovered_cut_bytes_total", "counter",
+	     "Bytes of torn tails cut by recovery at start.");
+	sb_printf(&b, "firn_store_recovered_cut_bytes_total %llu\n",
+	          (unsigned long long)st.recovered_cut_bytes);
+	help(&b, "firn_store_quarantined_segments_total", "counter",
+	     "Damaged sealed segments renamed *.quarantine at start.");
+	sb_printf(&b, "firn_store_quarantined_segments_total %llu\n",
+	          (unsigned long long)st.quarantined_segments);
+	help(&b, "firn_store_orphan_streams_removed_total", "counter",
+	     "Data of streams a crash left behind in DeleteStream, removed at start.");
+	sb_printf(&b, "firn_store_orphan_streams_removed_total %llu\n",
+	          (unsigned long long)st.orphan_streams_removed);
 	/*
 	 * The store keeps log2 buckets of microseconds: bucket i holds latencies
 	 * in [2^i, 2^(i+1)) us. Prometheus wants cumulative "le" buckets in

@@ -230,6 +230,7 @@ struct firn_store_stats {
 	uint64_t gc_segments;
 	uint64_t spare_segments;         /* laid-out segment files ready for rolls */
 	uint64_t orphan_streams_removed; /* by firn_store_drop_orphans() */
+	uint64_t slow_commits;           /* group commits that took 50 ms or more */
 	/* fsync (commit) latency histogram: buckets of 2^i microseconds, i < 24 */
 	uint64_t commit_lat_us_log2[24];
 };

@@ -1233,6 +1233,7 @@ firn_store_stats(struct firn_store *st, struct firn_store_stats *out)
 		out->commits += __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
 		out->write_errors += __atomic_load_n(&s->write_errors, __ATOMIC_RELAXED);
 		out->gc_segments += __atomic_load_n(&s->gc_segments, __ATOMIC_RELAXED);
+		out->slow_commits += __atomic_load_n(&s->slow_commits, __ATOMIC_RELAXED);
 		for (b = 0; b < STORE_LAT_BUCKETS; b++)
 			out->commit_lat_us_log2[b] +=
 			        __atomic_load_n(&s->commit_lat_us_log2[b], __ATOMIC_RELAXED);

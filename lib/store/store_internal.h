@@ -265,9 +265,19 @@ struct store_wstats {
 	uint64_t blocks_written, bytes_written;
 	uint64_t commits;
 	uint64_t write_errors;
-	uint64_t gc_segments; /* atomic: any GC caller */
+	uint64_t gc_segments;  /* atomic: any GC caller */
+	uint64_t slow_commits; /* group commits of STORE_SLOW_COMMIT_US or more */
 	uint64_t commit_lat_us_log2[STORE_LAT_BUCKETS];
 } FIRN_CACHE_ALIGNED;
+
+/*
+ * A group commit this slow is counted and, at most once per
+ * STORE_SLOW_WARN_NS per writer, logged: the operator's sign that something
+ * else holds the disk (another tenant's writeback burst queued ahead of our
+ * writes and flush measured 60-600 ms here) or that the device is failing.
+ */
+#define STORE_SLOW_COMMIT_US 50000u
+#define STORE_SLOW_WARN_NS (10ull * 1000000000ull)
 
 struct store_vec {
 	struct store_shard **v;
@@ -321,6 +331,8 @@ struct store_writer {
 	struct store_scratch scratch; /* rolls done inline (single-threaded) */
 
 	struct store_wstats stats;
+	uint64_t slow_warn_ns;  /* writer thread only: when the next slow-commit WARN may go */
+	uint64_t slow_unlogged; /* slow commits since the last WARN */
 };
 
 /* ---- spare segments (roll.c) --------------------------------------------------------- */

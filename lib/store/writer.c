@@ -287,6 +287,26 @@ batch_current_open(struct store_writer *w)
  * write objects) of those whose writes are also all durable or thrown away
  * and on no writer list, counting their commit latency.
  */
+/* A commit of STORE_SLOW_COMMIT_US or more: count it, and say so now and then. */
+static void
+writer_slow_commit(struct store_writer *w, const struct store_batch *b, uint64_t us, uint64_t now)
+{
+	/* Statistics only; the reader sums with relaxed loads. */
+	__atomic_add_fetch(&w->stats.slow_commits, 1, __ATOMIC_RELAXED);
+	w->slow_unlogged++;
+	if (now < w->slow_warn_ns)
+		return;
+	FIRN_LOG(WARN, STORE_LOG,
+	         "writer %u: a group commit took %.1f ms (%u writes, %.1f KiB, then the flush); "
+	         "%llu "
+	         "commit(s) over %u ms since the last warning. The device was slow: other I/O "
+	         "on it (writeback bursts), or failing hardware (doc/operations.md)",
+	         w->id, (double)us / 1000.0, b->nwrites, (double)b->bytes / 1024.0,
+	         (unsigned long long)w->slow_unlogged, STORE_SLOW_COMMIT_US / 1000);
+	w->slow_unlogged = 0;
+	w->slow_warn_ns = now + STORE_SLOW_WARN_NS;
+}
+
 static void
 batch_retire(struct store_writer *w)
 {
@@ -313,12 +333,14 @@ batch_retire(struct store_writer *w)
 		if (b->open || !b->a_released || b->pending > 0 || b->listed > 0)
 			break;
 		if (b->submitted) {
-			uint64_t us = (firn_mono_ns() - b->start_ns) / 1000;
+			uint64_t now = firn_mono_ns(), us = (now - b->start_ns) / 1000;
 
 			while (k + 1 < STORE_LAT_BUCKETS && (us >> (k + 1)) != 0)
 				k++;
 			/* Statistics only. */
 			__atomic_add_fetch(&w->stats.commit_lat_us_log2[k], 1, __ATOMIC_RELAXED);
+			if (us >= STORE_SLOW_COMMIT_US)
+				writer_slow_commit(w, b, us, now);
 		}
 		for (wr = b->first; wr != NULL; wr = nx) {
 			nx = wr->bnext;
