@@ -326,34 +326,38 @@ api_metrics_render(struct firn_api *api, size_t *len)
 	             "Bytes the shard's log occupies on disk.", 6);
 
 	firn_store_stats(api->store, &st);
-	help(&b, "firn_store_appended_records_total", "counter", "Records appended to the store.");
-	sb_printf(&b, "firn_store_appended_records_total %llu\n",
-	          (unsigned long long)st.appended_records);
-	help(&b, "firn_store_durable_records_total", "counter", "Records made durable.");
-	sb_printf(&b, "firn_store_durable_records_total %llu\n",
-	          (unsigned long long)st.durable_records);
-	help(&b, "firn_store_bytes_written_total", "counter", "Bytes written to disk.");
-	sb_printf(&b, "firn_store_bytes_written_total %llu\n",
-	          (unsigned long long)st.bytes_written);
-	help(&b, "firn_store_commits_total", "counter", "Group commits.");
-	sb_printf(&b, "firn_store_commits_total %llu\n", (unsigned long long)st.commits);
-	help(&b, "firn_store_write_errors_total", "counter", "Failed writes.");
-	sb_printf(&b, "firn_store_write_errors_total %llu\n", (unsigned long long)st.write_errors);
-	help(&b, "firn_store_slow_commits_total", "counter",
-	     "Group commits that took 50 ms or more (the device was held up).");
-	sb_printf(&b, "firn_store_slow_commits_total %llu\n", (unsigned long long)st.slow_commits);
-	help(&b, "firn_store_recovered_cut_bytes_total", "counter",
-	     "Bytes of torn tails cut by recovery at start.");
-	sb_printf(&b, "firn_store_recovered_cut_bytes_total %llu\n",
-	          (unsigned long long)st.recovered_cut_bytes);
-	help(&b, "firn_store_quarantined_segments_total", "counter",
-	     "Damaged sealed segments renamed *.quarantine at start.");
-	sb_printf(&b, "firn_store_quarantined_segments_total %llu\n",
-	          (unsigned long long)st.quarantined_segments);
-	help(&b, "firn_store_orphan_streams_removed_total", "counter",
-	     "Data of streams a crash left behind in DeleteStream, removed at start.");
-	sb_printf(&b, "firn_store_orphan_streams_removed_total %llu\n",
-	          (unsigned long long)st.orphan_streams_removed);
+	{
+		/* The store's counters: name, help, value. */
+		const struct {
+			const char *name, *text;
+			uint64_t v;
+		} sc[] = {
+		        {"firn_store_appended_records_total", "Records appended to the store.",
+		         st.appended_records},
+		        {"firn_store_durable_records_total", "Records made durable.",
+		         st.durable_records},
+		        {"firn_store_bytes_written_total", "Bytes written to disk.",
+		         st.bytes_written},
+		        {"firn_store_commits_total", "Group commits.", st.commits},
+		        {"firn_store_write_errors_total", "Failed writes.", st.write_errors},
+		        {"firn_store_slow_commits_total",
+		         "Group commits that took 50 ms or more (the device was held up).",
+		         st.slow_commits},
+		        {"firn_store_recovered_cut_bytes_total",
+		         "Bytes of torn tails cut by recovery at start.", st.recovered_cut_bytes},
+		        {"firn_store_quarantined_segments_total",
+		         "Damaged sealed segments renamed *.quarantine at start.",
+		         st.quarantined_segments},
+		        {"firn_store_orphan_streams_removed_total",
+		         "Data of streams a crash left behind in DeleteStream, removed at start.",
+		         st.orphan_streams_removed},
+		};
+
+		for (i = 0; i < FIRN_ARRAY_SIZE(sc); i++) {
+			help(&b, sc[i].name, "counter", sc[i].text);
+			sb_printf(&b, "%s %llu\n", sc[i].name, (unsigned long long)sc[i].v);
+		}
+	}
 	/*
 	 * The store keeps log2 buckets of microseconds: bucket i holds latencies
 	 * in [2^i, 2^(i+1)) us. Prometheus wants cumulative "le" buckets in

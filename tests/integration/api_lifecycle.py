@@ -215,6 +215,11 @@ class Lifecycle(FirndTestCase):
         self.assertIn(f"firn_shard_iterator_age_milliseconds{lab} 0\n", text)
         self.assertIn("firn_shard_store_bytes" + lab, text)
         self.assertIn('firn_store_commit_latency_seconds_bucket{le="+Inf"}', text)
+        self.assertRegex(text, r"\nfirn_store_durable_records_total [1-9][0-9]*\n")
+        for name in ("slow_commits", "recovered_cut_bytes", "quarantined_segments",
+                     "orphan_streams_removed"):
+            self.assertRegex(text, rf"# TYPE firn_store_{name}_total counter\n"
+                                   rf"firn_store_{name}_total [0-9]+\n")
         self.assertIn('firn_api_requests_total{op="PutRecords",result="ok"}', text)
         self.k.delete_stream(StreamName="metered")
 
