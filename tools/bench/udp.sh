@@ -375,6 +375,11 @@ firn_run() {
 	local rate_args=() tids k
 	name=$kind-$path-$size-$rep
 	LAST_DGRAM_B=
+	# Other tenants' dirty pages written back mid-run sit in the disk's queue
+	# ahead of firn's commits (60-600 ms, doc/operations.md "Slow disk"):
+	# start each run with none pending, and log what there was.
+	log "$name: before sync $(awk '/^(Dirty|Writeback):/ {printf "%s%s kB ", $1, $2}' /proc/meminfo)"
+	sync
 	start_firnd "$path" "$name" || return 1
 	mapfile -t tids < <(rx_tids "$FIRND_PID")
 	[ ${#tids[@]} -gt 0 ] || log "$name: no firn-rx thread in firnd: rx_cycles_per_rec unknown"
@@ -400,7 +405,8 @@ firn_run() {
 	local dg=$(($4 - $1)) by=$(($5 - $2)) rxm=$(($6 - $3))
 	[ "$dg" -gt 0 ] && LAST_DGRAM_B=$((by / dg))
 	log "$name: $line dgrams=$dg dgram_B=${LAST_DGRAM_B:-?}" \
-		"rx_cpu_s=$(awk -v n=$((r1 - r0)) 'BEGIN {printf "%.2f", n / 1e9}')"
+		"rx_cpu_s=$(awk -v n=$((r1 - r0)) 'BEGIN {printf "%.2f", n / 1e9}')" \
+		"slow_commits=$(sed -n 's/^firn_store_slow_commits_total //p' "$OUT/logs/$name.metrics")"
 	printf '%s\t%s\t%s\t%s\t%s' "$kind" "$path" "$size" "$rep" "$ok" >>"$FIRN_TSV"
 	for k in records secs rec_per_s MBps p50_us p99_us p999_us; do
 		printf '\t%s' "$(echo "$line" | kv "$k")" >>"$FIRN_TSV"
