@@ -315,8 +315,8 @@ firn_proto_enc_ack_received(struct firn_proto_enc *e, const struct firn_proto_re
 		uint64_t p;
 
 		cum = r->top >= FIRN_PROTO_REPLAY_BITS ? r->top - FIRN_PROTO_REPLAY_BITS : 0;
-		while (cum < r->top && proto_replay_has(r, cum + 1))
-			cum++;
+		/* A word at a time: bit by bit this was 1024 calls per ack. */
+		cum = proto_replay_first_gap(r, cum + 1, r->top) - 1;
 		p = r->top;
 		while (p > cum && max_n > 0) {
 			uint64_t h;

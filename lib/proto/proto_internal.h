@@ -276,6 +276,13 @@ int proto_reset_token(struct firn_proto_server *s, uint64_t sid, uint8_t out[FIR
 
 /* Is pn marked received in the window (wire.c)? */
 bool proto_replay_has(const struct firn_proto_replay *r, uint64_t pn);
+/*
+ * The first packet number in [lo, hi] the window has not seen, or hi + 1
+ * when it has seen them all. lo >= 1, and [lo, hi] must lie inside the
+ * window (top - hi >= 0, top - lo < FIRN_PROTO_REPLAY_BITS). Scans 64 bits
+ * at a time.
+ */
+uint64_t proto_replay_first_gap(const struct firn_proto_replay *r, uint64_t lo, uint64_t hi);
 
 /* Valid partition key: 1..256 bytes of UTF-8 (wire.c). */
 bool proto_key_ok(const uint8_t *key, size_t len);

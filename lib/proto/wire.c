@@ -265,3 +265,22 @@ proto_replay_has(const struct firn_proto_replay *r, uint64_t pn)
 		return false;
 	return rw_test(r, pn);
 }
+
+uint64_t
+proto_replay_first_gap(const struct firn_proto_replay *r, uint64_t lo, uint64_t hi)
+{
+	while (lo <= hi) {
+		unsigned b = (unsigned)(lo % RW_BITS), span = 64 - b % 64;
+		/* Missing packets as ones, from lo's bit up to the end of its word. */
+		uint64_t miss = ~r->bits[b / 64] >> (b % 64);
+
+		if (miss != 0) {
+			uint64_t p = lo + (unsigned)__builtin_ctzll(miss);
+
+			if (p - lo < span)
+				return p <= hi ? p : hi + 1;
+		}
+		lo += span;
+	}
+	return hi + 1;
+}

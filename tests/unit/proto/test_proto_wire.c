@@ -18,6 +18,7 @@
 
 #include "firn_common.h"
 #include "firn_proto.h"
+#include "proto_internal.h"
 #include "proto_test.h"
 
 static uint8_t buf[FIRN_PROTO_DGRAM_MAX + 64];
@@ -858,11 +859,45 @@ test_hash_and_status(void **state)
 	assert_string_equal(firn_proto_status_name(999), "?");
 }
 
+/*
+ * proto_replay_first_gap (the word-at-a-time scan behind every RECEIVED ack's
+ * cumulative point) against the bit-by-bit definition, over random windows
+ * with gaps of every density, straddling word and ring boundaries.
+ */
+static void
+test_replay_first_gap(void **state)
+{
+	(void)state;
+	for (int it = 0; it < 300; it++) {
+		struct firn_proto_replay rw;
+		uint64_t top = 1 + test_below(5000), lo, hi, want;
+		unsigned miss = test_below(4) == 0 ? 0 : 1 + test_below(60); /* % missing */
+
+		firn_proto_replay_init(&rw);
+		for (uint64_t p = top > 1500 ? top - 1500 : 1; p <= top; p++)
+			if (p == top || test_below(100) >= miss)
+				firn_proto_replay_commit(&rw, p);
+		for (int k = 0; k < 20; k++) {
+			uint64_t first = top >= FIRN_PROTO_REPLAY_BITS
+			                         ? top - FIRN_PROTO_REPLAY_BITS + 1
+			                         : 1;
+
+			lo = first + test_below((uint32_t)(top - first + 1));
+			hi = lo + test_below((uint32_t)(top - lo + 1));
+			want = lo;
+			while (want <= hi && firn_proto_replay_check(&rw, want) == -EALREADY)
+				want++;
+			assert_true(proto_replay_first_gap(&rw, lo, hi) == want);
+		}
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_hdr_roundtrip),
+	        cmocka_unit_test(test_replay_first_gap),
 	        cmocka_unit_test(test_hdr_rejects),
 	        cmocka_unit_test(test_mtu),
 	        cmocka_unit_test(test_frames_roundtrip_and_truncation),
