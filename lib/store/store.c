@@ -359,6 +359,34 @@ store_map_insert(struct firn_store *st, struct store_shard *sh)
  * create, a shard that has no log yet gets one in memory; its directory and
  * first segment appear with its first write.
  */
+/* Was stream_id dropped since open? Under map_lock. */
+static bool
+store_dropped(const struct firn_store *st, uint64_t stream_id)
+{
+	for (uint32_t i = 0; i < st->ndropped; i++)
+		if (st->dropped_ids[i] == stream_id)
+			return true;
+	return false;
+}
+
+/* Remember a dropped stream (under the write lock). Best effort: -ENOMEM forgets it. */
+static void
+store_dropped_add(struct firn_store *st, uint64_t stream_id)
+{
+	if (store_dropped(st, stream_id))
+		return;
+	if (st->ndropped == st->dropped_cap) {
+		uint32_t cap = st->dropped_cap ? 2 * st->dropped_cap : 16;
+		uint64_t *v = realloc(st->dropped_ids, cap * sizeof(*v));
+
+		if (v == NULL)
+			return;
+		st->dropped_ids = v;
+		st->dropped_cap = cap;
+	}
+	st->dropped_ids[st->ndropped++] = stream_id;
+}
+
 struct store_shard *
 store_shard_get(struct firn_store *st, uint64_t stream_id, uint32_t index, bool create)
 {
@@ -375,6 +403,11 @@ store_shard_get(struct firn_store *st, uint64_t stream_id, uint32_t index, bool 
 
 	pthread_rwlock_wrlock(&st->map_lock);
 	sh = store_map_find(st, stream_id, index);
+	if (sh == NULL && store_dropped(st, stream_id)) {
+		pthread_rwlock_unlock(&st->map_lock);
+		firn_err_set(-ESHUTDOWN, "stream %" PRIu64 " was dropped", stream_id);
+		return NULL;
+	}
 	if (sh == NULL) {
 		sh = store_shard_new(st, stream_id, index);
 		if (sh == NULL || store_map_insert(st, sh) < 0) {
@@ -678,6 +711,7 @@ store_free(struct firn_store *st)
 	for (i = 0; i < st->map_size; i++)
 		store_shard_free(st->map[i]);
 	free(st->map);
+	free(st->dropped_ids);
 	if (st->writers != NULL)
 		for (i = 0; i < st->nwriters; i++)
 			store_writer_fini(&st->writers[i]);
@@ -888,7 +922,7 @@ firn_store_append(struct firn_store *st, uint64_t stream_id, uint32_t shard,
 		return -ENOSPC;
 	sh = store_shard_get(st, stream_id, shard, true);
 	if (sh == NULL)
-		return -ENOMEM;
+		return firn_err_code() < 0 ? firn_err_code() : -ENOMEM;
 	w = sh->w;
 	now_ns = firn_mono_ns();
 	pthread_mutex_lock(&sh->lock);
@@ -1089,7 +1123,7 @@ firn_store_shard_seal(struct firn_store *st, uint64_t stream_id, uint32_t shard,
 	int rc = 0, len;
 
 	if (sh == NULL)
-		return -ENOMEM;
+		return firn_err_code() < 0 ? firn_err_code() : -ENOMEM;
 	pthread_mutex_lock(&sh->lock);
 	if (sh->dropped) {
 		pthread_mutex_unlock(&sh->lock);
@@ -1172,6 +1206,7 @@ firn_store_stream_drop(struct firn_store *st, uint64_t stream_id)
 		pthread_mutex_unlock(&w->lock);
 	}
 	pthread_rwlock_wrlock(&st->map_lock);
+	store_dropped_add(st, stream_id);
 	rc = store_map_rebuild(st, st->map_size ? st->map_size : 64, true, stream_id);
 	pthread_rwlock_unlock(&st->map_lock);
 	for (i = 0; i < v.n; i++) {

@@ -378,6 +378,14 @@ struct firn_store {
 	pthread_rwlock_t map_lock;
 	struct store_shard **map; /* open addressing, size a power of two */
 	uint32_t map_size, map_used;
+	/*
+	 * Streams dropped since open (under map_lock): a shard of one is never
+	 * created again, so an append that raced the drop (a PutRecords on a
+	 * catalog snapshot taken before DeleteStream) gets -ESHUTDOWN instead
+	 * of bringing the stream's directory back. Catalog ids are never reused.
+	 */
+	uint64_t *dropped_ids;
+	uint32_t ndropped, dropped_cap;
 
 	struct store_writer *writers;
 	unsigned nwriters;

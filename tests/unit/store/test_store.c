@@ -516,6 +516,26 @@ test_drop(void **state)
 	snprintf(sdir, sizeof(sdir), "%s/streams/7", tdir);
 	assert_int_equal(stat(sdir, &sb), -1);
 	read_check(st, 8, 0, 0, 50, 0);
+	/*
+	 * An append that raced the drop (a PutRecords on a catalog snapshot
+	 * from before DeleteStream) is refused and brings nothing back.
+	 */
+	{
+		struct firn_record r = {.data = (const uint8_t *)"late",
+		                        .data_len = 4,
+		                        .key = (const uint8_t *)"k",
+		                        .key_len = 1};
+		uint64_t first;
+
+		assert_int_equal(firn_store_append(st, 7, 1, &r, 1, &first, NULL), -ESHUTDOWN);
+		assert_int_equal(firn_store_append(st, 7, 5, &r, 1, &first, NULL), -ESHUTDOWN);
+		assert_int_equal(firn_store_shard_stat(st, 7, 1, &ss), -ENOENT);
+		firn_store_flush(st);
+		firn_store_do_work(st);
+		assert_int_equal(stat(sdir, &sb), -1);
+		/* Another stream still takes appends. */
+		assert_int_equal(firn_store_append(st, 8, 1, &r, 1, &first, NULL), 0);
+	}
 	/* Dropping a stream with no log is fine. */
 	assert_int_equal(firn_store_stream_drop(st, 99), 0);
 	firn_store_close(st);
@@ -523,6 +543,9 @@ test_drop(void **state)
 	assert_non_null(st);
 	assert_int_equal(firn_store_shard_stat(st, 7, 0, &ss), -ENOENT);
 	read_check(st, 8, 0, 0, 50, 0);
+	/* ... and the record appended after the drop of 7 is there. */
+	assert_int_equal(firn_store_shard_stat(st, 8, 1, &ss), 0);
+	assert_int_equal(ss.next_counter, 1);
 	firn_store_close(st);
 }
 
