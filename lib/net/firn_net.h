@@ -74,7 +74,12 @@ struct firn_net_ops {
 	/* Up to max datagrams from queue; returns the count (0 when none). */
 	unsigned (*rx_burst)(struct firn_net_port *p, uint16_t queue, struct firn_net_dgram *d,
 	                     unsigned max);
-	/* Give received datagrams' buffers back. */
+	/*
+	 * Give received datagrams' buffers back. Any thread may release any
+	 * queue's datagrams (lib/ingest hands a datagram to the RX agent that
+	 * owns its producer, which releases it): an mbuf goes back to a
+	 * multi-producer mempool, a socket slot clears its busy flag.
+	 */
 	void (*release)(struct firn_net_port *p, struct firn_net_dgram *d, unsigned n);
 	/*
 	 * Send n datagrams (payload copied; the caller keeps its buffers).
