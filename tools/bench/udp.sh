@@ -3,6 +3,7 @@
 # packet path firn turns into durable records, on one veth, in one run.
 #
 #   tools/bench/udp.sh [--build DIR] [--out DIR] [--quick] [--reps N]
+#                      [--mtu 1500|9000|both]
 #
 # Why: firn's claim is that it makes records durable at the rate packets
 # arrive. The honest yardstick is the packet path itself: the same veth, the
@@ -14,7 +15,7 @@
 # addresses in 198.18.0.0/15: a /30 of 198.19.0.0/16 picked from this
 # script's pid), the other end in the root namespace. Producers always run in
 # the namespace, so every datagram crosses the same veth. For each record
-# size (100 B and 1 KiB) and each repetition, in this order:
+# size (100 B and 1 KiB), each repetition and each MTU (--mtu), in this order:
 #
 #   firn dpdk    firnd --net dpdk on net_af_packet over the host end (firnd
 #                owns the port: ARP, UDP, acks); firn-bench --udp in the netns
@@ -32,6 +33,16 @@
 #                to whatever else ran on CPU 0 (150 k and 250 k pps for the
 #                same 1087 B datagrams minutes apart; 290 k unpinned)
 #
+# --mtu 9000 sets both ends of the veth to MTU 9000 for those runs: firn-bench
+# gets --mtu 9000 (8972-byte datagrams, ~66 records of 100 B or 8 of 1 KiB to
+# a datagram), firnd takes the MTU from the interface on either path (the run
+# fails unless its log says "8972-byte datagrams"), and the raw reference gets
+# af_packet ring frames and testpmd mbufs that hold a 9000-byte frame, and
+# datagrams of the size firn's producer sent at that MTU. --mtu both runs
+# each repetition at 1500 and then 9000, back to back, so the two are
+# measured minutes apart at most; the half-rate runs are per MTU, at half of
+# that MTU's closed-loop median.
+#
 # Every firn run is a fresh firnd (new data dir, a 4-shard stream, defaults:
 # durable acks = O_DIRECT group commit + flush, deflate attempted, AES-256-GCM
 # at rest; the protocol's AEAD on every datagram) and firn-bench closed loop,
@@ -45,6 +56,9 @@
 #     rx_cycles_per_rec=.. rx_busy=.. firnd_cycles_per_rec=.. reps=..
 #   path=P size=100 half_rate=R rec_per_s=.. p50_us=.. p99_us=.. p999_us=.. reps=..
 #   target ... lines: each target of the issue, per path, met or not
+# With --mtu 9000 or both, every path= line has mtu=M after size=, and each
+# target line is printed once per MTU, as "target mtu=M ...". The default
+# (--mtu 1500) prints exactly the lines above.
 # where
 #   dgram_B      mean UDP payload of firn's datagrams (100 B records are packed
 #                many to a datagram; 1 KiB records one to a datagram)
@@ -87,6 +101,8 @@
 #   --quick       1 repetition, 2 s runs (about 40 s here)
 #   --reps N      repetitions per case (default 3; --quick: 1); full mode runs
 #                 5 s per case (about 3 minutes here at 3 repetitions)
+#   --mtu M       1500 (default), 9000, or both (each case at both MTUs: twice
+#                 the time)
 #
 # Needs root (netns, veth, AF_PACKET); exits 77 with the reason where those
 # are missing. Installs dpdk-testpmd (Debian package dpdk-dev) when missing.
@@ -97,7 +113,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=$ROOT/build OUT='' QUICK=0 REPS=''
+BUILD=$ROOT/build OUT='' QUICK=0 REPS='' MTU_OPT=1500
 CMDLINE="tools/bench/udp.sh $*"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -105,6 +121,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=${2:?--out needs a directory}; shift ;;
 	--quick) QUICK=1 ;;
 	--reps) REPS=${2:?--reps needs a number}; shift ;;
+	--mtu) MTU_OPT=${2:?--mtu needs 1500, 9000 or both}; shift ;;
 	-h|--help) sed -n '2,/^set -uo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "udp.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 	esac
@@ -124,6 +141,11 @@ if [ "$REPS" -lt 1 ] || [ "$REPS" -gt 20 ]; then
 	echo "udp.sh: --reps must be 1..20" >&2
 	exit 2
 fi
+case "$MTU_OPT" in
+1500 | 9000) MTUS=$MTU_OPT ;;
+both) MTUS="1500 9000" ;;
+*) echo "udp.sh: --mtu must be 1500, 9000 or both" >&2; exit 2 ;;
+esac
 SESSIONS=${UDP_SESSIONS:-4}
 SHARDS=${UDP_SHARDS:-4}
 SIZES="100 1024"
@@ -153,9 +175,9 @@ FIRN_TSV=$OUT/firn_runs.tsv
 RAW_TSV=$OUT/raw_runs.tsv
 printf 'kind\tpath\tsize\trep\tok\trecords\tsecs\trec_per_s\tMBps\tp50_us\tp99_us\tp999_us' \
 	>"$FIRN_TSV"
-printf '\tdgrams\trx_bytes\trx_ns\trx_ns_metric\tfirnd_ticks\tbench_cpu_us_per_rec\trate\n' \
+printf '\tdgrams\trx_bytes\trx_ns\trx_ns_metric\tfirnd_ticks\tbench_cpu_us_per_rec\trate\tmtu\n' \
 	>>"$FIRN_TSV"
-printf 'size\trep\tok\tdgram_B\tsent\treceived\tsecs\n' >"$RAW_TSV"
+printf 'size\trep\tok\tdgram_B\tsent\treceived\tsecs\tmtu\n' >"$RAW_TSV"
 
 # ---- cleanup: every process started in the background is in PIDS ----------------------
 PFX=fudp$$
@@ -277,8 +299,23 @@ if ! LAB_MTU=1500 LAB_NS_IP="$NS_IP/30" LAB_DPDK_IP="$HOST_IP/30" \
 fi
 NS_UP=1
 HOST_MAC=$(cat "/sys/class/net/$HOST_IF/address")
-log "lab: netns $NS ($NS_IF $NS_IP) <-> $HOST_IF ($HOST_IP, $HOST_MAC), MTU 1500"
+MTU=1500 # the veth's MTU now, both ends (set_mtu)
+log "lab: netns $NS ($NS_IF $NS_IP) <-> $HOST_IF ($HOST_IP, $HOST_MAC), MTU ${MTUS// / and }"
 log "output: $OUT; load average $LOAD0; $REPS rep(s) of ${SECS}s runs"
+
+# set_mtu M: both ends of the veth to MTU M. firnd (either path) and the
+# af_packet ring sizes read the MTU from the interface when they start, so
+# this is done between runs only.
+set_mtu() {
+	[ "$MTU" = "$1" ] && return 0
+	if ! ip link set dev "$HOST_IF" mtu "$1" || ! ip -n "$NS" link set dev "$NS_IF" mtu "$1"; then
+		fail "cannot set MTU $1 on the veth"
+		return 1
+	fi
+	MTU=$1
+}
+# sfx: what run names get at the current MTU (nothing at 1500: the old names)
+sfx() { [ "$MTU" = 1500 ] || echo "-mtu$MTU"; }
 
 free_udp_port() { # ADDR: a UDP port free on ADDR (and TCP, for the API)
 	python3 -c 'import socket, sys
@@ -356,6 +393,12 @@ start_firnd() {
 		stop_firnd "$name"
 		return 1
 	fi
+	# the MTU firnd took from the interface: IPv4 datagrams of MTU - 28 bytes
+	if ! grep -q "$((MTU - 28))-byte datagrams" "$OUT/logs/firnd-$name.log"; then
+		fail "$name: firnd is not at MTU $MTU: $(grep 'RX agent' "$OUT/logs/firnd-$name.log")"
+		stop_firnd "$name"
+		return 1
+	fi
 	bounded 30 "$FIRN" --endpoint "http://127.0.0.1:$API" stream create bench --shards "$SHARDS" \
 		>>"$OUT/logs/firnd-$name.log" 2>&1 ||
 		{ fail "$name: cannot create the stream"; stop_firnd "$name"; return 1; }
@@ -368,12 +411,13 @@ stop_firnd() {
 }
 
 # firn_run dpdk|socket SIZE REP closed|half [RATE]: one firnd, one firn-bench
-# run in the namespace; appends a row to firn_runs.tsv; sets LAST_DGRAM_B
+# run in the namespace at the veth's MTU now; appends a row to firn_runs.tsv;
+# sets LAST_DGRAM_B
 LAST_DGRAM_B=
 firn_run() {
 	local path=$1 size=$2 rep=$3 kind=$4 rate=${5:-} name m0 m1 r0 r1 p0 p1 rc line ok=1
-	local rate_args=() tids k
-	name=$kind-$path-$size-$rep
+	local rate_args=() mtu_args=() tids k
+	name=$kind-$path-$size-$rep$(sfx)
 	LAST_DGRAM_B=
 	# Other tenants' dirty pages written back mid-run sit in the disk's queue
 	# ahead of firn's commits (60-600 ms, doc/operations.md "Slow disk"):
@@ -384,10 +428,11 @@ firn_run() {
 	mapfile -t tids < <(rx_tids "$FIRND_PID")
 	[ ${#tids[@]} -gt 0 ] || log "$name: no firn-rx thread in firnd: rx_cycles_per_rec unknown"
 	[ -n "$rate" ] && rate_args=(--rate "$rate")
+	[ "$MTU" = 1500 ] || mtu_args=(--mtu "$MTU")
 	m0=$(metrics "$API") r0=$(rx_ns "$FIRND_PID" "${tids[@]}") p0=$(proc_ticks "$FIRND_PID")
 	bounded $((SECS + 90)) ip netns exec "$NS" "$BENCH" --udp "$HOST_IP:$UDP_PORT" \
 		--stream bench --size "$size" --sessions "$SESSIONS" --records 100000000 \
-		--duration "$SECS" --warmup "$WARMUP" --drain 30 "${rate_args[@]}" \
+		--duration "$SECS" --warmup "$WARMUP" --drain 30 "${rate_args[@]}" "${mtu_args[@]}" \
 		--json "$OUT/runs/$name.json" >"$OUT/logs/$name.out" 2>"$OUT/logs/$name.err"
 	rc=$?
 	m1=$(metrics "$API" "$OUT/logs/$name.metrics")
@@ -411,16 +456,16 @@ firn_run() {
 	for k in records secs rec_per_s MBps p50_us p99_us p999_us; do
 		printf '\t%s' "$(echo "$line" | kv "$k")" >>"$FIRN_TSV"
 	done
-	printf '\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dg" "$by" $((r1 - r0)) "$rxm" $((p1 - p0)) \
-		"$(echo "$line" | kv cpu_us_per_rec)" "${rate:--}" >>"$FIRN_TSV"
+	printf '\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dg" "$by" $((r1 - r0)) "$rxm" \
+		$((p1 - p0)) "$(echo "$line" | kv cpu_us_per_rec)" "${rate:--}" "$MTU" >>"$FIRN_TSV"
 	return 0
 }
 
 # raw_run SIZE REP DGRAM_B: dpdk-testpmd rx-only on the port, net_udp_blast in
-# the namespace for SECS; appends a row to raw_runs.tsv
+# the namespace for SECS, at the veth's MTU now; appends a row to raw_runs.tsv
 raw_run() {
-	local size=$1 rep=$2 bytes=$3 name tp rx sent secs
-	name=raw-$size-$rep
+	local size=$1 rep=$2 bytes=$3 name tp rx sent secs vdev jumbo=() fr pg bl
+	name=raw-$size-$rep$(sfx)
 	NRUN=$((NRUN + 1))
 	if ! command -v dpdk-testpmd >/dev/null; then
 		fail "$name: dpdk-testpmd is not installed (Debian dpdk-dev)"
@@ -437,9 +482,22 @@ raw_run() {
 	if [ "${UDP_RAW_PIN:-0}" = 1 ] && [ "$NCPU" -ge 2 ]; then
 		lcores=0@0,1@0 pin=(taskset -c 1)
 	fi
+	# Above 1500 the PMD's default 2048-byte ring frames and testpmd's
+	# 2176-byte mbufs cannot hold a frame: size both as firnd's driver does
+	# (drivers/net/dpdk/net_dpdk.c: MTU + 82, rounded up to 1 KiB; blocks
+	# of whole frames and pages), the mbuf's data room the frame plus the
+	# 128-byte headroom.
+	vdev="net_af_packet0,iface=$HOST_IF"
+	if [ "$MTU" -gt 1500 ]; then
+		fr=$(((MTU + 82 + 1023) / 1024 * 1024)) pg=$(getconf PAGESIZE)
+		bl=$fr
+		while [ $((bl % pg)) != 0 ]; do bl=$((bl + fr)); done
+		vdev="$vdev,framesz=$fr,blocksz=$bl"
+		jumbo=(--mbuf-size=$((fr + 128)))
+	fi
 	timeout -s INT $((SECS + 40)) dpdk-testpmd --lcores="$lcores" --no-huge -m 1024 --no-shconf \
 		--no-pci --no-telemetry --proc-type=primary --file-prefix="$PFX-$NRUN" \
-		--vdev="net_af_packet0,iface=$HOST_IF" -- --forward-mode=rxonly \
+		--vdev="$vdev" -- --forward-mode=rxonly "${jumbo[@]}" \
 		--total-num-mbufs=8192 --auto-start --stats-period=1 >"$OUT/logs/$name-testpmd.log" 2>&1 &
 	tp=$!
 	PIDS+=("$tp")
@@ -469,43 +527,59 @@ raw_run() {
 	secs=$(kv secs <"$OUT/logs/$name-blast.out")
 	if [ -z "$rx" ] || [ -z "$secs" ] || [ -z "$sent" ]; then
 		fail "$name: no count from testpmd or the sender (logs/$name-*)"
-		printf '%s\t%s\t0\t%s\t%s\t%s\t%s\n' "$size" "$rep" "$bytes" "${sent:--}" "${rx:--}" \
-			"${secs:--}" >>"$RAW_TSV"
+		printf '%s\t%s\t0\t%s\t%s\t%s\t%s\t%s\n' "$size" "$rep" "$bytes" "${sent:--}" \
+			"${rx:--}" "${secs:--}" "$MTU" >>"$RAW_TSV"
 		return 1
 	fi
 	log "$name: ${bytes} B datagrams: sent=$sent received=$rx in ${secs}s" \
 		"($(awk -v r="$rx" -v s="$secs" 'BEGIN {printf "%.0f", r / s}') pps)"
-	printf '%s\t%s\t1\t%s\t%s\t%s\t%s\n' "$size" "$rep" "$bytes" "$sent" "$rx" "$secs" >>"$RAW_TSV"
+	printf '%s\t%s\t1\t%s\t%s\t%s\t%s\t%s\n' "$size" "$rep" "$bytes" "$sent" "$rx" "$secs" \
+		"$MTU" >>"$RAW_TSV"
 }
 
 # ---- the runs -------------------------------------------------------------------------------
 for size in $SIZES; do
 	for rep in $(seq "$REPS"); do
-		log "size $size, rep $rep/$REPS (load $(load))"
-		dg=
-		firn_run dpdk "$size" "$rep" closed && dg=$LAST_DGRAM_B
-		firn_run socket "$size" "$rep" closed && [ -z "$dg" ] && dg=$LAST_DGRAM_B
-		if [ -z "$dg" ]; then
-			# no firn run to copy: a full datagram (100 B) or one record's worth
-			dg=$([ "$size" -lt 1000 ] && echo 1472 || echo $((size + 64)))
-			log "raw-$size-$rep: no datagram size from firn; using $dg B"
-		fi
-		raw_run "$size" "$rep" "$dg"
+		for mtu in $MTUS; do
+			set_mtu "$mtu" || continue
+			log "size $size, rep $rep/$REPS$([ "$MTU_OPT" = 1500 ] || echo ", MTU $mtu")" \
+				"(load $(load))"
+			dg=
+			firn_run dpdk "$size" "$rep" closed && dg=$LAST_DGRAM_B
+			firn_run socket "$size" "$rep" closed && [ -z "$dg" ] && dg=$LAST_DGRAM_B
+			if [ -z "$dg" ]; then
+				# no firn run to copy: a full datagram (100 B) or one record's worth
+				dg=$([ "$size" -lt 1000 ] && echo $((mtu - 28)) || echo $((size + 64)))
+				log "raw-$size-$rep$(sfx): no datagram size from firn; using $dg B"
+			fi
+			raw_run "$size" "$rep" "$dg"
+		done
 	done
 done
-closed_median() { # PATH: median closed-loop rec/s of 100 B records, or nothing
-	awk -F'\t' -v p="$1" '$1 == "closed" && $2 == p && $3 == 100 && $8 != "" {print $8}' \
+closed_median() { # PATH MTU: median closed-loop rec/s of 100 B records, or nothing
+	awk -F'\t' -v p="$1" -v m="$2" \
+		'$1 == "closed" && $2 == p && $3 == 100 && $8 != "" && $NF == m {print $8}' \
 		"$FIRN_TSV" | sort -g | awk '{v[NR] = $1} END {if (NR) printf "%d\n", v[int((NR + 1) / 2)]}'
 }
+declare -A HALF=() # PATH-MTU: the half-rate runs' offered records/s
 for path in dpdk socket; do
-	max=$(closed_median "$path")
-	if [ -z "$max" ]; then
-		fail "half-$path: no closed-loop 100 B result to take half of"
-		continue
-	fi
+	for mtu in $MTUS; do
+		max=$(closed_median "$path" "$mtu")
+		if [ -z "$max" ]; then
+			fail "half-$path$([ "$mtu" = 1500 ] || echo "-mtu$mtu"):" \
+				"no closed-loop 100 B result to take half of"
+			continue
+		fi
+		HALF[$path-$mtu]=$((max / 2))
+	done
 	for rep in $(seq "$REPS"); do
-		log "half rate, $path: $((max / 2)) records/s, rep $rep/$REPS (load $(load))"
-		firn_run "$path" 100 "$rep" half $((max / 2))
+		for mtu in $MTUS; do
+			[ -n "${HALF[$path-$mtu]:-}" ] || continue
+			set_mtu "$mtu" || continue
+			log "half rate, $path$([ "$MTU_OPT" = 1500 ] || echo ", MTU $mtu"):" \
+				"${HALF[$path-$mtu]} records/s, rep $rep/$REPS (load $(load))"
+			firn_run "$path" 100 "$rep" half "${HALF[$path-$mtu]}"
+		done
 	done
 done
 
@@ -513,12 +587,16 @@ done
 LOAD1=$(load)
 python3 - "$FIRN_TSV" "$RAW_TSV" "$OUT/results.json" "$MHZ" "$P99_TARGET_US" "$REPS" \
 	"$DATE" "$LOAD0" "$LOAD1" "$CMDLINE" "$(($(date +%s) - T0))" "$SECS" "$SESSIONS" \
-	"$SHARDS" "$TCK" <<'PY' | tee "$OUT/results.txt"
+	"$SHARDS" "$TCK" "$MTU_OPT" <<'PY' | tee "$OUT/results.txt"
 import csv, json, platform, statistics, sys
 
 (firn_tsv, raw_tsv, out_json, mhz, p99_target, reps, date, load0, load1, cmd, elapsed, secs,
- sessions, shards, tck) = sys.argv[1:]
+ sessions, shards, tck, mtu_opt) = sys.argv[1:]
 mhz, p99_target, tck = float(mhz), float(p99_target), float(tck)
+# --mtu 1500 (the default) prints what this script always printed; otherwise
+# every line says its MTU
+show_mtu = mtu_opt != "1500"
+mtus = [1500, 9000] if mtu_opt == "both" else [int(mtu_opt)]
 
 def rows(path):
     with open(path) as f:
@@ -555,10 +633,13 @@ print("# raw_pps/firn_pps: datagrams/s (testpmd rx-only / firnd); ratio = firn M
 print("# rx_cycles_per_rec is TIME-BASED: firn-rx thread CPU time x %s MHz / records "
       "(no HW counters); firnd_cycles_per_rec: the same for all of firnd's threads"
       % fmt(mhz))
+if show_mtu:
+    print("# veth MTU %s (datagrams of at most %s B); each repetition runs every MTU back "
+          "to back" % (" and ".join(map(str, mtus)), " / ".join(str(m - 28) for m in mtus)))
 
 result = {"date": date, "command": cmd, "host": platform.node(), "cpu_model": model,
           "cpu_mhz": mhz, "loadavg_start": load0, "loadavg_end": load1, "reps": int(reps),
-          "secs": float(secs), "sessions": int(sessions), "shards": int(shards),
+          "secs": float(secs), "sessions": int(sessions), "shards": int(shards), "mtus": mtus,
           "cases": [], "half_rate": [], "targets": [], "runs": {"firn": rows(firn_tsv),
           "raw": rows(raw_tsv)}}
 
@@ -576,66 +657,83 @@ def per_run(r):
         if recs and mhz and num(r["firnd_ticks"]) else None,
     }
 
+def mtu_of(r):
+    return int(r["mtu"])
+
+def mtu_kv(mtu):
+    return " mtu=%d" % mtu if show_mtu else ""
+
 sizes = sorted({int(r["size"]) for r in rows(firn_tsv)} | {int(r["size"]) for r in raw})
 closed_best = {}
-for size in sizes:
-    rr = [r for r in raw if int(r["size"]) == size]
+for mtu, size in [(m, s) for m in mtus for s in sizes]:
+    rr = [r for r in raw if int(r["size"]) == size and mtu_of(r) == mtu]
     raw_pps = med([num(r["received"]) / num(r["secs"]) for r in rr])
     raw_dgram = med([num(r["dgram_B"]) for r in rr])
     raw_mbps = med([num(r["received"]) * num(r["dgram_B"]) / num(r["secs"]) / 1e6 for r in rr])
     for path in ("dpdk", "socket"):
         runs = [per_run(r) for r in firn if r["kind"] == "closed" and r["path"] == path
-                and int(r["size"]) == size]
+                and int(r["size"]) == size and mtu_of(r) == mtu]
         if not runs:
-            print("path=%s size=%d no result (see the FAILED lines on stderr)" % (path, size))
+            print("path=%s size=%d%s no result (see the FAILED lines on stderr)"
+                  % (path, size, mtu_kv(mtu)))
             continue
         m = {k: med([x[k] for x in runs]) for k in runs[0]}
         ratio = m["MBps"] / raw_mbps if m["MBps"] and raw_mbps else None
         pps_ratio = m["firn_pps"] / raw_pps if m["firn_pps"] and raw_pps else None
-        print("path=%s size=%d dgram_B=%s raw_pps=%s raw_MBps=%s firn_pps=%s pps_ratio=%s "
+        print("path=%s size=%d%s dgram_B=%s raw_pps=%s raw_MBps=%s firn_pps=%s pps_ratio=%s "
               "ratio=%s rec_per_s=%s MBps=%s p50_us=%s p99_us=%s p999_us=%s "
               "rx_cycles_per_rec=%s rx_busy=%s firnd_cycles_per_rec=%s reps=%d"
-              % (path, size, fmt(m["dgram_B"]), fmt(raw_pps), fmt(raw_mbps, 1),
+              % (path, size, mtu_kv(mtu), fmt(m["dgram_B"]), fmt(raw_pps), fmt(raw_mbps, 1),
                  fmt(m["firn_pps"]), fmt(pps_ratio, 3), fmt(ratio, 3), fmt(m["rec_per_s"]),
                  fmt(m["MBps"], 2), fmt(m["p50_us"]), fmt(m["p99_us"]), fmt(m["p999_us"]),
                  fmt(m["rx_cycles_per_rec"]), fmt(m["rx_busy"], 2),
                  fmt(m["firnd_cycles_per_rec"]), len(runs)))
-        case = dict(m, path=path, size=size, raw_pps=raw_pps, raw_MBps=raw_mbps,
+        case = dict(m, path=path, size=size, mtu=mtu, raw_pps=raw_pps, raw_MBps=raw_mbps,
                     raw_dgram_B=raw_dgram, raw_reps=len(rr), ratio=ratio, pps_ratio=pps_ratio,
                     reps=len(runs))
         result["cases"].append(case)
         if size == 100:
-            closed_best[path] = m["rec_per_s"]
+            closed_best[(mtu, path)] = m["rec_per_s"]
 half = {}
-for path in ("dpdk", "socket"):
-    runs = [r for r in firn if r["kind"] == "half" and r["path"] == path]
+for mtu, path in [(m, p) for m in mtus for p in ("dpdk", "socket")]:
+    runs = [r for r in firn if r["kind"] == "half" and r["path"] == path and mtu_of(r) == mtu]
     if not runs:
         continue
     p = [per_run(r) for r in runs]
     m = {k: med([x[k] for x in p]) for k in ("rec_per_s", "p50_us", "p99_us", "p999_us")}
     rate = num(runs[0]["rate"])
-    print("path=%s size=100 half_rate=%s rec_per_s=%s p50_us=%s p99_us=%s p999_us=%s reps=%d"
-          % (path, fmt(rate), fmt(m["rec_per_s"]), fmt(m["p50_us"]), fmt(m["p99_us"]),
-             fmt(m["p999_us"]), len(runs)))
-    half[path] = m
-    result["half_rate"].append(dict(m, path=path, size=100, rate=rate, reps=len(runs)))
+    print("path=%s size=100%s half_rate=%s rec_per_s=%s p50_us=%s p99_us=%s p999_us=%s reps=%d"
+          % (path, mtu_kv(mtu), fmt(rate), fmt(m["rec_per_s"]), fmt(m["p50_us"]),
+             fmt(m["p99_us"]), fmt(m["p999_us"]), len(runs)))
+    half[(mtu, path)] = m
+    result["half_rate"].append(dict(m, path=path, size=100, mtu=mtu, rate=rate,
+                                    reps=len(runs)))
 
-def target(name, path, value, ok, shown):
-    result["targets"].append({"target": name, "path": path, "value": value, "met": ok})
+def target(name, mtu, path, value, ok, shown):
+    result["targets"].append({"target": name, "mtu": mtu, "path": path, "value": value,
+                              "met": ok})
     return "%s=%s %s" % (path, shown, "met" if ok else "NOT met")
 
-parts = [target("goodput_ratio>=0.8", "%s/%d" % (c["path"], c["size"]), c["ratio"],
-                c["ratio"] is not None and c["ratio"] >= 0.8, fmt(c["ratio"], 3))
-         for c in result["cases"]]
-print("target goodput >= 0.8 x raw: " + "; ".join(parts))
-parts = [target("durable_100B_rec_per_s>=2M", p, v, v is not None and v >= 2e6, fmt(v))
-         for p, v in closed_best.items()]
-print("target >= 2M durable 100 B rec/s: " + "; ".join(parts))
-parts = [target("p99_at_half_rate<=%dus" % p99_target, p, m["p99_us"],
-                m["p99_us"] is not None and m["p99_us"] <= p99_target,
-                fmt(m["p99_us"]) + "us")
-         for p, m in half.items()]
-print("target p99 <= %d us at half of max rate: " % p99_target + "; ".join(parts))
+def target_line(title, parts, mtu):
+    print("target%s %s: %s" % (mtu_kv(mtu), title, "; ".join(parts)))
+
+for mtu in mtus:
+    target_line("goodput >= 0.8 x raw",
+                [target("goodput_ratio>=0.8", mtu, "%s/%d" % (c["path"], c["size"]),
+                        c["ratio"], c["ratio"] is not None and c["ratio"] >= 0.8,
+                        fmt(c["ratio"], 3))
+                 for c in result["cases"] if c["mtu"] == mtu], mtu)
+for mtu in mtus:
+    target_line(">= 2M durable 100 B rec/s",
+                [target("durable_100B_rec_per_s>=2M", mtu, p, v, v is not None and v >= 2e6,
+                        fmt(v))
+                 for (m, p), v in closed_best.items() if m == mtu], mtu)
+for mtu in mtus:
+    target_line("p99 <= %d us at half of max rate" % p99_target,
+                [target("p99_at_half_rate<=%dus" % p99_target, mtu, p, h["p99_us"],
+                        h["p99_us"] is not None and h["p99_us"] <= p99_target,
+                        fmt(h["p99_us"]) + "us")
+                 for (m, p), h in half.items() if m == mtu], mtu)
 with open(out_json, "w") as f:
     json.dump(result, f, indent=1)
 PY
