@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -723,6 +724,7 @@ open_socket(struct firn_client *c, const char *ep)
 	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV}, *res;
 	char host[256], port[16];
 	int one = 4 << 20, rc;
+	bool v6;
 
 	if (parse_endpoint(ep, host, sizeof(host), port, sizeof(port)) < 0)
 		return client_fail(c, -EINVAL, "endpoint '%s' is not HOST:PORT", ep);
@@ -742,15 +744,30 @@ open_socket(struct firn_client *c, const char *ep)
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
 	memcpy(&c->peer, res->ai_addr, res->ai_addrlen);
 	c->peer_len = res->ai_addrlen;
-	if (c->conf.mtu == 0)
-		c->conf.mtu = 1500;
-	c->max_dgram = firn_proto_dgram_for_mtu(c->conf.mtu, res->ai_family == AF_INET6);
+	v6 = res->ai_family == AF_INET6;
 	freeaddrinfo(res);
 	/* Connected: the kernel filters other senders and reports ICMP unreachable. */
 	if (connect(c->fd, (struct sockaddr *)&c->peer, c->peer_len) < 0) {
 		rc = -errno;
 		return client_fail(c, rc, "connect %s: %s", ep, strerror(-rc));
 	}
+	/*
+	 * mtu 0: the MTU of the route to the appliance, as the kernel knows it
+	 * for this connected socket (IP_MTU), so a jumbo-frame LAN gets 8972-byte
+	 * datagrams (~6x fewer per record) without configuration. Clamped to
+	 * 9000 (loopback says 65536); 1500 when the kernel does not say.
+	 */
+	if (c->conf.mtu == 0) {
+		int mtu = 0;
+		socklen_t ml = sizeof(mtu);
+
+		if (getsockopt(c->fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu,
+		               &ml) < 0 ||
+		    mtu < 1280)
+			mtu = 1500;
+		c->conf.mtu = (unsigned)FIRN_MIN(mtu, 9000);
+	}
+	c->max_dgram = firn_proto_dgram_for_mtu(c->conf.mtu, v6);
 	return 0;
 }
 
@@ -1004,4 +1021,5 @@ firn_client_stats(const struct firn_client *c, struct firn_client_stats *out)
 	out->in_flight = c->n_inflight;
 	out->srtt_us = c->srtt_us;
 	out->cwnd = c->cwnd;
+	out->max_dgram = c->max_dgram;
 }

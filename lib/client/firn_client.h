@@ -186,7 +186,12 @@ struct firn_client_conf {
 	 * kept (the appliance answers those it has with their original ack).
 	 */
 	uint64_t next_seq;
-	/* Link MTU (1500 -> 1472-byte datagrams, 9000 -> 8972); 0: 1500. */
+	/*
+	 * Link MTU (1500 -> 1472-byte datagrams, 9000 -> 8972). 0: the MTU of
+	 * the route to the appliance (the kernel's IP_MTU for the connected
+	 * socket), at most 9000; give 1500 when a hop between has a smaller MTU
+	 * than your own link (firn never relies on IP fragmentation).
+	 */
 	unsigned mtu;
 	/* Records queued or awaiting an ack; rounded up to a power of two. 0: 8192. */
 	uint32_t queue_records;
@@ -295,6 +300,7 @@ struct firn_client_stats {
 	uint64_t reconnects;        /* handshakes after the first */
 	uint32_t queued, in_flight; /* now: records not yet sent / sent and unacked */
 	uint32_t srtt_us, cwnd;     /* smoothed RTT; congestion window in datagrams */
+	uint32_t max_dgram;         /* UDP payload per datagram (after the handshake: agreed) */
 };
 
 void firn_client_stats(const struct firn_client *c, struct firn_client_stats *out);

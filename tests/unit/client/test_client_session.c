@@ -127,6 +127,46 @@ test_handshake(void **state)
 	tsrv_destroy(&t);
 }
 
+/*
+ * mtu 0 takes the route's MTU: on loopback (65536, clamped to 9000) the
+ * session agrees on jumbo datagrams when the appliance allows them, and 200
+ * records of 1000 B go in far fewer datagrams than at an explicit 1500.
+ */
+static void
+test_auto_mtu(void **state)
+{
+	static uint8_t buf[1000];
+	struct firn_client_stats st[2];
+	struct firn_client_conf conf;
+	struct firn_client *c;
+	struct tsrv t;
+	int s;
+
+	(void)state;
+	tsrv_init(&t, 1000);
+	t.conf.max_dgram = 8972;
+	tsrv_start(&t);
+	for (int k = 0; k < 2; k++) {
+		conf = test_conf(&t, NULL, NULL);
+		conf.mtu = k == 0 ? 0 : 1500;
+		c = firn_client_open(&conf);
+		assert_non_null(c);
+		s = firn_client_stream(c, "mtu");
+		assert_true(s >= 0);
+		for (int i = 0; i < 200; i++)
+			assert_int_equal(firn_client_put(c, s, "k", 1, buf, sizeof(buf), 0), 0);
+		assert_int_equal(firn_client_flush(c, 20000), 0);
+		firn_client_stats(c, &st[k]);
+		assert_int_equal(st[k].acked, 200);
+		firn_client_close(c);
+	}
+	assert_int_equal(st[0].max_dgram, 8972);
+	assert_int_equal(st[1].max_dgram, 1472);
+	assert_true(st[0].tx_datagrams * 3 < st[1].tx_datagrams);
+	tsrv_stop(&t);
+	tsrv_destroy(&t);
+}
+
 /* ---- many records ------------------------------------------------------------------ */
 
 #define MANY 20000
@@ -639,10 +679,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_handshake), cmocka_unit_test(test_many_records),
-	        cmocka_unit_test(test_fragments), cmocka_unit_test(test_loss),
-	        cmocka_unit_test(test_resume),    cmocka_unit_test(test_state_file),
-	        cmocka_unit_test(test_crash),     cmocka_unit_test(test_crash_while_out_of_credit),
+	        cmocka_unit_test(test_handshake),
+	        cmocka_unit_test(test_auto_mtu),
+	        cmocka_unit_test(test_many_records),
+	        cmocka_unit_test(test_fragments),
+	        cmocka_unit_test(test_loss),
+	        cmocka_unit_test(test_resume),
+	        cmocka_unit_test(test_state_file),
+	        cmocka_unit_test(test_crash),
+	        cmocka_unit_test(test_crash_while_out_of_credit),
 	        cmocka_unit_test(test_idle),
 	};
 
