@@ -258,3 +258,21 @@ print(f"per RX agent: records routed {per}, datagrams handled {rx}, "
 sys.exit(0 if len(per) >= 2 and all(v > 0 for v in per.values()) else 1)
 PY
 }
+
+# producers_done WHAT: wait for the producers $P1 and $P2 (started with
+# their output in $DIR/1.out, 2.out and errors in 1.err, 2.err), print their
+# summary lines, and fail unless both got every record acked and no answer
+# contradicted an earlier one. WHAT names the run in the failure message.
+producers_done() {
+	local i pid
+	for i in 1 2; do
+		pid=$P1
+		[ $i = 2 ] && pid=$P2
+		wait "$pid" || { cat "$DIR/$i.out"; tail -n 20 "$DIR/$i.err"; fail "producer $i $1"; }
+	done
+	for i in 1 2; do
+		echo "$i: $(cat "$DIR/$i.out")"
+		grep -q "contradictions=0" "$DIR/$i.out" ||
+			fail "producer $i: an answer contradicted an earlier one"
+	done
+}
