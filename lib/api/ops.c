@@ -1254,6 +1254,16 @@ seal(struct call *c, uint64_t sid, uint32_t shard, uint64_t *last, bool *empty)
 	return 0;
 }
 
+/* SplitShard and MergeShards on a shard a reshard already closed: AWS's answer. */
+static void
+shard_closed_fail(struct call *c, const struct firn_stream_info *s, const char *shard_id)
+{
+	api_fail(c->e, API_E_IN_USE,
+	         "Shard %s in stream %s under account %s has already been merged or split, "
+	         "and thus is not eligible for merging or splitting.",
+	         shard_id, s->name, c->api->account_id);
+}
+
 static int
 op_split_shard(struct call *c)
 {
@@ -1272,10 +1282,7 @@ op_split_shard(struct call *c)
 		goto out;
 	sh = &s->shards[idx];
 	if (sh->closed) {
-		api_fail(c->e, API_E_IN_USE,
-		         "Shard %s in stream %s under account %s has already been merged or split, "
-		         "and thus is not eligible for merging or splitting.",
-		         r->shard_a, s->name, c->api->account_id);
+		shard_closed_fail(c, s, r->shard_a);
 		goto out;
 	}
 	if (firn_u128_cmp(r->new_start, sh->start) <= 0 ||
@@ -1333,10 +1340,7 @@ op_merge_shards(struct call *c)
 	a = &s->shards[ia];
 	b = &s->shards[ib];
 	if (a->closed || b->closed) {
-		api_fail(c->e, API_E_IN_USE,
-		         "Shard %s in stream %s under account %s has already been merged or split, "
-		         "and thus is not eligible for merging or splitting.",
-		         a->closed ? r->shard_a : r->shard_b, s->name, c->api->account_id);
+		shard_closed_fail(c, s, a->closed ? r->shard_a : r->shard_b);
 		goto out;
 	}
 	/* The catalog wants the lower range first; either order is adjacent to AWS. */
