@@ -23,6 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# free_port
+. "$ROOT/tools/bench/bench_lib.sh"
 BUILD=${BUILD:-$ROOT/build}
 FIRND=${FIRND:-$BUILD/app/firnd/firnd}
 FIRND_CONF=${FIRND_CONF:-}
@@ -56,9 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 wait_http() { # url
 	for _ in $(seq 1 200); do

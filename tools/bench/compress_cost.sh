@@ -28,13 +28,13 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
+# median, free_port
+. "$(dirname "$0")/bench_lib.sh"
 
 echo "# compress_cost: $SIZE B records, $REPS reps, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for rep in $(seq "$REPS"); do
 	for z in true false; do
-		api=$(port) udp=$(port)
+		api=$(free_port) udp=$(free_port)
 		rm -rf "$WORK/d"
 		"$FIRND" --data-dir "$WORK/d" --api "127.0.0.1:$api" --listen "127.0.0.1:$udp" \
 			--pidfile "$WORK/pid" --log-level warn --set "compress=$z" 2>"$WORK/firnd.log" &

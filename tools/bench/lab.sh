@@ -52,6 +52,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/tools/bench"
+# median, kv, free_port
+. "$HERE/bench_lib.sh"
 QUICK=0 FIRN_ONLY=0 NO_DPDK=0 INSTALL=1 PLOTS=1 BUILD_IT=1 OUT= BUILD=${BUILD:-$ROOT/build-bench}
 CMDLINE="tools/bench/lab.sh $*"
 while [ $# -gt 0 ]; do
@@ -125,11 +127,6 @@ stop() {
 	PIDS=("${keep[@]}")
 }
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
-t = socket.socket(); t.bind(("127.0.0.1", s.getsockname()[1])); print(s.getsockname()[1])'
-}
 
 # cpu_ticks PID: user + system clock ticks of a process (all its threads)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -141,8 +138,6 @@ for k in sys.argv[2].split("."): d = d[k]
 print(d)' "$1" "$2" 2>/dev/null
 }
 ref() { printf '%s\t%s\n' "$1" "$2" >>"$OUT/refs.tsv"; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
-kv() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
 
 # record NAME SYSTEM KIND REP CPU_TICKS_DELTA NOTE: add a run to runs.tsv
 record() {

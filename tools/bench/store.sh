@@ -33,6 +33,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# median, kv
+. "$ROOT/tools/bench/bench_lib.sh"
 BUILD=${BUILD:-$ROOT/build-bench}
 SECS=${SECS:-4}
 WRITERS=${WRITERS:-$(nproc)}
@@ -48,9 +50,7 @@ PERF=$BUILD/tests/unit/store/store_perf
 DIR=$(mktemp -d "$BASE/firn-bench-XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 # value of key=... in a line
-kv() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
 say() { echo "$@" >&2; }
 load() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' /; }
 

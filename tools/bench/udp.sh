@@ -113,6 +113,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# kv
+. "$ROOT/tools/bench/bench_lib.sh"
 BUILD=$ROOT/build OUT='' QUICK=0 REPS='' MTU_OPT=1500
 CMDLINE="tools/bench/udp.sh $*"
 while [ $# -gt 0 ]; do
@@ -238,7 +240,6 @@ bounded() {
 	PIDS=("${keep[@]}")
 	return $rc
 }
-kv() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 fail() { log "FAILED: $*"; FAILED+=("$*"); }
 
