@@ -296,7 +296,7 @@ test_verify_rejects(void **state)
 #define SIG_VALUE "Signature=a1ef890a9def2eb6932aa4bce3d0375ecb78298b9f09526449fca7608b896299"
 		static const struct {
 			const char *why, *auth;
-			int code;
+			enum api_err code;
 		} bad[] = {
 		        {"no Signature parameter",
 		         SIG_CRED "FIRNDEMOACCESSKEY/20240102/us-east-1/kinesis/"
